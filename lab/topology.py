@@ -1,0 +1,120 @@
+"""The local DR lab's fixed layout: which host lives on which loopback address.
+
+Every lab component (daemons, seed data, the OVH emulator, `config/lab.yaml`, tests) agrees on
+these values. The lab's state lives under one directory, `.lab/` at the repository root unless
+`DRP_LAB_DIR` names another.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+ZONE = "drp-lab.test"
+SSH_PORT = 2222
+PG_PORT = 5432
+MYSQL_PORT = 3306
+WEB_PORT = 8080
+DNS_ADDRESS = "127.0.10.53"
+DNS_PORT = 53
+OVH_ADDRESS = "127.0.10.60"
+OVH_PORT = 8080
+OVH_ENDPOINT_NAME = "drp-lab"
+TSIG_KEY_NAME = "drp-lab-key"
+TSIG_ALGORITHM = "hmac-sha256"
+
+# Names in the lab's secrets file (`.lab/lab.env`), referenced from config/lab.yaml as `env:NAME`.
+SECRET_NAMES = (
+    "DRP_LAB_PG_PASSWORD",
+    "DRP_LAB_MYSQL_PASSWORD",
+    "DRP_LAB_TSIG_SECRET",
+    "DRP_LAB_OVH_APPLICATION_KEY",
+    "DRP_LAB_OVH_APPLICATION_SECRET",
+    "DRP_LAB_OVH_CONSUMER_KEY",
+)
+
+# The sample application ("environment") seeded on production.
+APP_ENV = "app"
+APP_FILES_DIR = "srv/app/www"  # relative to the host root (the SSH user's home)
+APP_CONFIG_DIR = "srv/app/config"
+APP_MAINTENANCE_FLAG = "srv/app/MAINTENANCE"
+APP_PG_DB = "app_users"  # the user database, backed up every 2 hours
+APP_MYSQL_DB = "app_shop"
+DB_USER = "drp"
+BACKUP_AREA = "backups"  # relative to a backup server's host root
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str  # role-ish name: production, backup-even, backup-odd, drp
+    address: str  # its own loopback address (also its "public" IPv4 in DNS)
+    datacenter: str
+    databases: bool  # runs PostgreSQL + MariaDB
+    web: bool  # runs the sample web application
+
+    @property
+    def user(self) -> str:
+        return f"drplab-{self.name}"
+
+
+HOSTS: tuple[LabHost, ...] = (
+    LabHost("production", "127.0.10.1", "lab-lim1", databases=True, web=True),
+    LabHost("backup-even", "127.0.10.2", "lab-rbx1", databases=False, web=False),
+    LabHost("backup-odd", "127.0.10.3", "lab-sbg1", databases=False, web=False),
+    LabHost("drp", "127.0.10.4", "lab-gra1", databases=True, web=True),
+)
+
+
+def host(name: str) -> LabHost:
+    for h in HOSTS:
+        if h.name == name:
+            return h
+    raise KeyError(f"no lab host named {name!r}; known: {', '.join(h.name for h in HOSTS)}")
+
+
+def lab_dir() -> Path:
+    return Path(os.environ.get("DRP_LAB_DIR", REPO_ROOT / ".lab")).resolve()
+
+
+@dataclass(frozen=True)
+class LabPaths:
+    """Where things live under the lab directory."""
+
+    root: Path
+
+    @property
+    def keys(self) -> Path:  # operator key `operator`, `known_hosts`, host keys
+        return self.root / "keys"
+
+    @property
+    def operator_key(self) -> Path:
+        return self.keys / "operator"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.keys / "known_hosts"
+
+    @property
+    def secrets_env(self) -> Path:
+        return self.root / "lab.env"
+
+    @property
+    def run(self) -> Path:  # pid files
+        return self.root / "run"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def host_root(self, name: str) -> Path:  # the SSH user's home: what the host "is"
+        return self.root / "hosts" / name
+
+    def data(self, name: str) -> Path:  # daemon data directories, outside the host root
+        return self.root / "data" / name
+
+
+def paths() -> LabPaths:
+    return LabPaths(lab_dir())
