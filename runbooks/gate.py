@@ -1,0 +1,107 @@
+"""The order gate: the run waits for the customer's order, shown the activation brief.
+
+The gate is a Prefect pause (or suspend, for runs from a deployment) with typed input: the Prefect
+UI renders the brief (markdown) above a form built from `Order`'s JSON schema; `drp approve`
+answers through the same API. An incomplete answer (no name, data loss not acknowledged) is
+refused with a clear message and the gate opens again; a refusal or a timeout ends the run with
+nothing changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from prefect.input import RunInput
+from pydantic import Field
+
+DEFAULT_TIMEOUT_SECONDS = 24 * 3600
+
+
+class Order(RunInput):
+    """The form shown to the person who orders (1stKYC in the plan)."""
+
+    ordered_by: str = Field(
+        min_length=2,
+        description="Who gives the order: full name, as known to the operations team.",
+        title="Ordered by",
+    )
+    reference: str = Field(
+        min_length=1,
+        description="Reference of the order: ticket number, e-mail subject or call log entry.",
+        title="Order reference",
+    )
+    decision: Literal["activate", "refuse"] = Field(
+        default="refuse",
+        description="activate: go ahead with the plan shown above. refuse: stop, change nothing.",
+        title="Decision",
+    )
+    data_loss_acknowledged: bool = Field(
+        default=False,
+        description="I understand that data written after the backups shown above will be lost.",
+        title="Data loss acknowledged",
+    )
+    plan_hash: str = Field(
+        default="",
+        description="The plan hash shown above; leave it as it is.",
+        title="Plan hash",
+    )
+
+
+def order_problems(order: Order, plan_hash: str) -> list[str]:
+    """Why an answer cannot be taken as an order; empty when it can."""
+    problems = []
+    if len(order.ordered_by.strip()) < 2:
+        problems.append("the name of the person who orders is missing (field 'Ordered by')")
+    if not order.reference.strip():
+        problems.append("the order reference is missing (field 'Order reference')")
+    if order.decision == "activate":
+        if not order.data_loss_acknowledged:
+            problems.append(
+                "the data loss is not acknowledged (tick 'Data loss acknowledged' to activate)"
+            )
+        if order.plan_hash != plan_hash:
+            problems.append(
+                f"the plan hash {order.plan_hash or '(empty)'} is not the plan shown "
+                f"({plan_hash}): "
+                "review the brief again and leave the hash as it is"
+            )
+    return problems
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    """The order as it goes into the report."""
+
+    ordered_by: str
+    reference: str
+    decision: str
+    data_loss_acknowledged: bool
+    plan_hash: str
+    answered_at: datetime
+    via: str  # "prefect-ui/api", "terminal", "drill option"
+
+    @classmethod
+    def from_order(cls, order: Order, via: str) -> OrderRecord:
+        return cls(
+            ordered_by=order.ordered_by.strip(),
+            reference=order.reference.strip(),
+            decision=order.decision,
+            data_loss_acknowledged=order.data_loss_acknowledged,
+            plan_hash=order.plan_hash,
+            answered_at=datetime.now(UTC),
+            via=via,
+        )
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {
+            "ordered_by": self.ordered_by,
+            "reference": self.reference,
+            "decision": self.decision,
+            "data_loss_acknowledged": self.data_loss_acknowledged,
+            "plan_hash": self.plan_hash,
+            "answered_at": self.answered_at.isoformat(),
+            "via": self.via,
+        }

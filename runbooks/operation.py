@@ -1,0 +1,31 @@
+"""Operation ids: one per activation, return or drill.
+
+They key caches, tickets, reports and the markers left on hosts.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+
+KINDS = ("activate", "return", "drill", "backup")
+_PATTERN = re.compile(r"^[a-z][a-z0-9-]{2,62}[a-z0-9]$")
+
+
+def new_operation_id(kind: str, now: datetime | None = None) -> str:
+    """A readable, sortable, unique id such as `activate-20261129-0215-7f3a`."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown operation kind {kind!r}; expected one of {', '.join(KINDS)}")
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M")
+    return f"{kind}-{stamp}-{secrets.token_hex(2)}"
+
+
+def check_operation_id(value: str) -> str:
+    """The id itself when it is safe to use in file names, cache keys, markers and tickets."""
+    if not _PATTERN.match(value):
+        raise ValueError(
+            f"operation id {value!r} is not valid: use 4 to 64 lowercase letters, digits and "
+            "dashes, starting with a letter (for example activate-20261129-0215-7f3a)"
+        )
+    return value

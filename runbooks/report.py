@@ -1,0 +1,131 @@
+"""The report of an operation: the timeline, the order, RTO and RPO.
+
+Written as JSON (`<reports dir>/<operation id>.json`), shown as a rich table in the terminal and
+as a Prefect markdown artifact. It never holds a secret: only what steps recorded (names, counts,
+addresses) and the order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runbooks.errors import ConfigError
+from runbooks.steps import Outcome, StepRecord
+
+
+@dataclass
+class Report:
+    operation_id: str
+    kind: str  # activate, return, drill
+    site: str
+    started: datetime
+    plan_hash: str = ""
+    ended: datetime | None = None
+    outcome: str = "running"  # succeeded, refused, timed-out, failed
+    message: str = ""
+    order: dict[str, Any] | None = None
+    backups: list[dict[str, Any]] = field(default_factory=list)  # what was restored, with times
+    dns_before: list[dict[str, Any]] = field(default_factory=list)  # records before the switch
+    timeline: list[StepRecord] = field(default_factory=list)
+    service_verified_at: datetime | None = None
+    data_loss_seconds: float | None = None  # RPO: order time minus the oldest chosen backup
+
+    # -- measures ----------------------------------------------------------------------------
+    @property
+    def rto_seconds(self) -> float | None:
+        """Order to service verified on the DRP server."""
+        if not self.order or self.service_verified_at is None:
+            return None
+        ordered = datetime.fromisoformat(self.order["answered_at"])
+        return (self.service_verified_at - ordered).total_seconds()
+
+    def add(self, record: StepRecord) -> None:
+        self.timeline = [r for r in self.timeline if r.step != record.step] + [record]
+
+    @property
+    def totals(self) -> dict[str, int]:
+        counts = {o.value: 0 for o in Outcome}
+        for r in self.timeline:
+            counts[r.outcome.value] += 1
+        return {
+            **counts,
+            "bytes": sum(r.bytes for r in self.timeline),
+            "files": sum(r.files for r in self.timeline),
+        }
+
+    # -- persistence -------------------------------------------------------------------------
+    @property
+    def data(self) -> dict[str, Any]:
+        return {
+            "operation_id": self.operation_id,
+            "kind": self.kind,
+            "site": self.site,
+            "plan_hash": self.plan_hash,
+            "started": self.started.isoformat(),
+            "ended": self.ended.isoformat() if self.ended else None,
+            "outcome": self.outcome,
+            "message": self.message,
+            "order": self.order,
+            "backups": self.backups,
+            "dns_before": self.dns_before,
+            "service_verified_at": (
+                self.service_verified_at.isoformat() if self.service_verified_at else None
+            ),
+            "rto_seconds": self.rto_seconds,
+            "rpo_seconds": self.data_loss_seconds,
+            "totals": self.totals,
+            "timeline": [r.data for r in self.timeline],
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Report:
+        verified = data.get("service_verified_at")
+        return cls(
+            operation_id=data["operation_id"],
+            kind=data["kind"],
+            site=data["site"],
+            started=datetime.fromisoformat(data["started"]),
+            plan_hash=data.get("plan_hash", ""),
+            ended=datetime.fromisoformat(data["ended"]) if data.get("ended") else None,
+            outcome=data.get("outcome", "running"),
+            message=data.get("message", ""),
+            order=data.get("order"),
+            backups=data.get("backups", []),
+            dns_before=data.get("dns_before", []),
+            timeline=[StepRecord.from_data(r) for r in data.get("timeline", [])],
+            service_verified_at=datetime.fromisoformat(verified) if verified else None,
+            data_loss_seconds=data.get("rpo_seconds"),
+        )
+
+    def finish(self, outcome: str, message: str) -> None:
+        self.outcome = outcome
+        self.message = message
+        self.ended = datetime.now(UTC)
+
+
+def report_path(reports_dir: Path, operation_id: str) -> Path:
+    return reports_dir / f"{operation_id}.json"
+
+
+def save_report(report: Report, reports_dir: Path) -> Path:
+    """Write atomically: a crash never leaves half a report."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    path = report_path(reports_dir, report.operation_id)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report.data, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_report(reports_dir: Path, operation_id: str) -> Report:
+    path = report_path(reports_dir, operation_id)
+    if not path.exists():
+        known = sorted(p.stem for p in reports_dir.glob("*.json")) if reports_dir.exists() else []
+        hint = f"; known: {', '.join(known[-5:])}" if known else ""
+        raise ConfigError(f"no report for operation {operation_id!r} in {reports_dir}{hint}")
+    return Report.from_data(json.loads(path.read_text()))
