@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from prefect.input import RunInput
-from pydantic import Field
+from pydantic import Field, create_model
 
 DEFAULT_TIMEOUT_SECONDS = 24 * 3600
 
@@ -105,3 +105,33 @@ class OrderRecord:
             "answered_at": self.answered_at.isoformat(),
             "via": self.via,
         }
+
+
+def order_form(brief_markdown: str, plan_hash: str) -> type[Order]:
+    """The form for one plan: the brief above it, the hash and the decision prefilled.
+
+    (`RunInput.with_initial_data` would drop the fields' descriptions that the UI shows.)
+    """
+    fields = Order.model_fields
+    form = create_model(
+        "Order",
+        __base__=Order,
+        decision=(
+            fields["decision"].annotation,
+            Field(
+                default="activate",
+                description=fields["decision"].description,
+                title=fields["decision"].title,
+            ),
+        ),
+        plan_hash=(
+            str,
+            Field(
+                default=plan_hash,
+                description=fields["plan_hash"].description,
+                title=fields["plan_hash"].title,
+            ),
+        ),
+    )
+    form._description = brief_markdown
+    return form
