@@ -7,6 +7,7 @@ for `ready()` and stops them on `drp lab down`.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,3 +24,5 @@ class Daemon:
     run_as: str | None = None  # unix user to drop to (setpriv), None = root
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
+    # What asks it to stop cleanly: PostgreSQL wants SIGINT (fast shutdown); most want SIGTERM.
+    stop_signal: int = signal.SIGTERM

@@ -1,0 +1,545 @@
+"""MySQL / MariaDB: dump and restore on the hosts, counts, checksums and restore markers read
+directly.
+
+Dumps (`mariadb-dump --single-transaction --routines --triggers --events`) and restores (the
+`mariadb` client reading the dump file) run on the host holding the file, through its
+`CommandRunner`, and reach the server over TCP: the data never passes through the orchestrator,
+and the password travels as `MYSQL_PWD` through the runner's `secret_env`, never in argv. Row
+counts, checksums and markers are read with pymysql from the orchestrator. On servers with the
+Oracle MySQL client tools, pass `dump_program="mysqldump"` / `client_program="mysql"`.
+
+How a restore keeps every byte safe: MySQL cannot rename a database, and moving tables between
+databases breaks on views, triggers and routines, so the previous content is first dumped to a
+file beside the restore's dump file (`<name>_before_<operation>.sql.gz` on the restoring host,
+never replacing a file); only then is the database dropped, recreated with its character set,
+marked "restore started", loaded, and marked "restored" (an empty database is loaded in
+place, keeping its own settings). A retry after a crash finds its own "started" marker and
+loads again (the partial content is a copy of the dump it is restoring).
+The table `_drp_restore_marker` is drp's own and is left out of dumps, counts and checksums.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+
+from providers.commands import CommandRunner
+from providers.dbcommon import (
+    DatabaseError,
+    DatabaseState,
+    DbEndpoint,
+    DumpResult,
+    Marker,
+    NonEmptyDatabase,
+    Password,
+    RestoreDecision,
+    RestoreResult,
+    check_dump_sha256,
+    decide_restore,
+    free_sibling_path,
+    reveal,
+    run_on_host,
+    scratch_name,
+    stdin_from_file_argv,
+    write_dump,
+)
+
+__all__ = [
+    "MARKER_TABLE",
+    "DatabaseError",
+    "DbEndpoint",
+    "DumpResult",
+    "Marker",
+    "NonEmptyDatabase",
+    "RestoreResult",
+    "dump",
+    "is_compressed",
+    "mysql_client_argv",
+    "mysql_dump_argv",
+    "read_marker",
+    "read_state",
+    "restore",
+    "restore_decision",
+    "safety_dump_path",
+    "table_checksums",
+    "table_counts",
+]
+
+MARKER_TABLE = "_drp_restore_marker"
+DUMP_FORMAT = "mysql-sql"
+PASSWORD_ENV = "MYSQL_PWD"
+DUMP_PROGRAM = "mariadb-dump"
+CLIENT_PROGRAM = "mariadb"
+# Table types holding rows: MariaDB reports system-versioned tables apart from base tables.
+_ROW_TABLE_TYPES = ("BASE TABLE", "SYSTEM VERSIONED")
+
+
+# What a database may hold besides tables (triggers belong to their tables).
+_OTHER_OBJECTS = (
+    "SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+    "AND TABLE_TYPE IN ('VIEW', 'SEQUENCE')) "
+    "+ (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s) "
+    "+ (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s)"
+)
+
+
+def _log(endpoint: DbEndpoint) -> logging.Logger:
+    return logging.getLogger(f"providers.mysql[{endpoint.label}]")
+
+
+def _ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+# -- argv (pure) ------------------------------------------------------------------------------
+
+
+def _connection_options(endpoint: DbEndpoint) -> list[str]:
+    return [
+        f"--host={endpoint.address}",
+        f"--port={endpoint.port}",
+        f"--user={endpoint.user}",
+        "--protocol=tcp",
+    ]
+
+
+def mysql_dump_argv(
+    endpoint: DbEndpoint,
+    path: str,
+    *,
+    program: str = DUMP_PROGRAM,
+    include_marker: bool = False,
+    compress: bool = True,
+) -> list[str]:
+    """A consistent (InnoDB) dump of one database, with its routines, triggers and events.
+
+    Without `--databases` the dump holds no CREATE DATABASE / USE, so it loads into whichever
+    database the client names. drp's marker table is left out unless `include_marker` (the
+    safety dump of a database about to be replaced keeps it, to say what that data was).
+    Compressed (`gzip -1`, in the same pass) unless told not: see `is_compressed`.
+    """
+    argv = [
+        program,
+        *_connection_options(endpoint),
+        "--single-transaction",
+        "--routines",
+        "--triggers",
+        "--events",
+        "--hex-blob",
+        "--no-tablespaces",  # needs no PROCESS privilege, and tablespaces do not travel anyway
+        "--default-character-set=utf8mb4",
+    ]
+    if not include_marker:
+        argv.append(f"--ignore-table={endpoint.dbname}.{MARKER_TABLE}")
+    if not compress:
+        return [*argv, f"--result-file={path}", endpoint.dbname]
+    # bash for pipefail: a failing dump must fail the command, not leave a short gzip file.
+    script = 'out=$1; shift; "$@" | gzip -1 > "$out"'
+    return ["bash", "-o", "pipefail", "-c", script, "bash", path, *argv, endpoint.dbname]
+
+
+def is_compressed(path: str) -> bool:
+    """Dumps are gzip files when their name ends in `.gz` (`app_shop.sql.gz`)."""
+    return path.endswith(".gz")
+
+
+def mysql_client_argv(
+    endpoint: DbEndpoint, dump_path: str, *, program: str = CLIENT_PROGRAM
+) -> list[str]:
+    """The client loading `dump_path` (read on the host, gunzipped if `.gz`) into the database."""
+    client = [
+        program,
+        *_connection_options(endpoint),
+        "--default-character-set=utf8mb4",
+        "--batch",
+        f"--database={endpoint.dbname}",
+    ]
+    if not is_compressed(dump_path):
+        return stdin_from_file_argv(dump_path, client)
+    script = 'f=$1; shift; gzip -dc -- "$f" | "$@"'
+    return ["bash", "-o", "pipefail", "-c", script, "bash", dump_path, *client]
+
+
+def safety_dump_path(dump_path: str, dbname: str, operation_id: str) -> str:
+    """Where the previous content of `dbname` is dumped before a restore replaces it: beside
+    the dump being restored, as `<name>_before_<operation>.sql.gz`."""
+    name = f"{scratch_name(dbname, 'before', operation_id, limit=200)}.sql.gz"
+    return posixpath.join(posixpath.dirname(dump_path), name)
+
+
+# -- connections and readers ------------------------------------------------------------------
+
+
+@contextmanager
+def _connect(endpoint: DbEndpoint, password: str, *, database: bool = True) -> Iterator[Any]:
+    """A pymysql connection (autocommit) to the server, in `endpoint.dbname` unless told not."""
+    where = f"MySQL {endpoint.label} at {endpoint.address}:{endpoint.port} as {endpoint.user}"
+    try:
+        conn = pymysql.connect(
+            host=endpoint.address,
+            port=endpoint.port,
+            user=endpoint.user,
+            password=password,
+            database=endpoint.dbname if database else None,
+            connect_timeout=10,
+            charset="utf8mb4",
+            autocommit=True,
+        )
+    except pymysql.Error as err:
+        raise DatabaseError(
+            f"cannot connect to {where}: {_message(err)}; check the server is up, the address "
+            "and the password"
+        ) from err
+    try:
+        with conn:
+            yield conn
+    except pymysql.Error as err:
+        raise DatabaseError(f"MySQL {endpoint.label}: {_message(err)}") from err
+
+
+def _fetchall(conn: Any, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cursor:
+        cursor.execute(query, args)
+        return list(cursor.fetchall())
+
+
+def database_exists(endpoint: DbEndpoint, password: Password) -> bool:
+    with _connect(endpoint, reveal(password), database=False) as conn:
+        rows = _fetchall(
+            conn,
+            "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+            (endpoint.dbname,),
+        )
+    return bool(rows)
+
+
+def _user_tables(conn: Any, dbname: str) -> list[str]:
+    rows = _fetchall(
+        conn,
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+        "AND TABLE_TYPE IN %s AND TABLE_NAME <> %s ORDER BY TABLE_NAME",
+        (dbname, _ROW_TABLE_TYPES, MARKER_TABLE),
+    )
+    return [str(row[0]) for row in rows]
+
+
+def _count_rows(conn: Any, dbname: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in _user_tables(conn, dbname):
+        rows = _fetchall(conn, f"SELECT COUNT(*) FROM {_ident(dbname)}.{_ident(name)}")
+        counts[name] = int(rows[0][0])
+    return counts
+
+
+def table_counts(endpoint: DbEndpoint, password: Password) -> dict[str, int]:
+    """Exact rows per table (`table` -> COUNT(*)), read in one consistent snapshot."""
+    with _connect(endpoint, reveal(password)) as conn:
+        _fetchall(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        counts = _count_rows(conn, endpoint.dbname)
+        conn.rollback()
+    _log(endpoint).info("counted %d rows in %d tables", sum(counts.values()), len(counts))
+    return counts
+
+
+def table_checksums(endpoint: DbEndpoint, password: Password) -> dict[str, str]:
+    """`CHECKSUM TABLE` of each table (`table` -> checksum as text).
+
+    Cheap and exact for comparing a restore with its source on the same server software; two
+    different server versions or row formats may checksum equal data differently.
+    """
+    with _connect(endpoint, reveal(password)) as conn:
+        names = _user_tables(conn, endpoint.dbname)
+        sums: dict[str, str] = {}
+        if names:
+            listed = ", ".join(f"{_ident(endpoint.dbname)}.{_ident(n)}" for n in names)
+            for qualified, checksum in _fetchall(conn, f"CHECKSUM TABLE {listed}"):
+                sums[str(qualified).split(".", 1)[1]] = str(checksum)
+    _log(endpoint).info("checksummed %d tables", len(sums))
+    return sums
+
+
+def _marker_exists(conn: Any, dbname: str) -> bool:
+    return bool(
+        _fetchall(
+            conn,
+            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (dbname, MARKER_TABLE),
+        )
+    )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def _read_marker(conn: Any, dbname: str) -> Marker | None:
+    if not _marker_exists(conn, dbname):
+        return None
+    rows = _fetchall(
+        conn,
+        "SELECT backup_id, manifest_digest, operation_id, started_at, restored_at "
+        f"FROM {_ident(dbname)}.{_ident(MARKER_TABLE)} ORDER BY started_at DESC LIMIT 1",
+    )
+    if not rows:
+        return None
+    backup_id, digest, operation_id, started_at, restored_at = rows[0]
+    return Marker(
+        backup_id=backup_id,
+        manifest_digest=digest,
+        operation_id=operation_id,
+        started_at=_utc(started_at),
+        restored_at=_utc(restored_at),
+    )
+
+
+def read_marker(endpoint: DbEndpoint, password: Password) -> Marker | None:
+    """Which backup drp restored into this database (None: missing database, or not drp's)."""
+    with _connect(endpoint, reveal(password), database=False) as conn:
+        return _read_marker(conn, endpoint.dbname)
+
+
+def read_state(endpoint: DbEndpoint, password: Password) -> DatabaseState:
+    """Exists? how many tables? drp's marker? (rows are counted only for an unknown non-empty
+    database, whose refusal message gives them)."""
+    with _connect(endpoint, reveal(password), database=False) as conn:
+        exists = _fetchall(
+            conn,
+            "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+            (endpoint.dbname,),
+        )
+        if not exists:
+            return DatabaseState(exists=False)
+        marker = _read_marker(conn, endpoint.dbname)
+        tables = len(_user_tables(conn, endpoint.dbname))
+        rows = (
+            sum(_count_rows(conn, endpoint.dbname).values()) if tables and marker is None else None
+        )
+        others = _fetchall(conn, _OTHER_OBJECTS, (endpoint.dbname,) * 3)
+    return DatabaseState(
+        exists=True, tables=tables, rows=rows, marker=marker, other_objects=int(others[0][0])
+    )
+
+
+def restore_decision(
+    endpoint: DbEndpoint, password: Password, backup_id: str, *, force: bool = False
+) -> RestoreDecision:
+    """What `restore()` would do, read-only (raises `NonEmptyDatabase` as restore would)."""
+    state = read_state(endpoint, password)
+    return decide_restore(state, endpoint.label, backup_id, force=force)
+
+
+# -- dump -------------------------------------------------------------------------------------
+
+
+def dump(
+    runner: CommandRunner,
+    endpoint: DbEndpoint,
+    password: Password,
+    path: str,
+    *,
+    count_rows: bool = True,
+    include_marker: bool = False,
+    program: str = DUMP_PROGRAM,
+    timeout: float | None = None,
+) -> DumpResult:
+    """Dump `endpoint` with mariadb-dump run on `runner`'s host into `path` (a new file there).
+
+    A `path` ending in `.gz` gets a gzip-compressed dump (`gzip -1`: about 5 times smaller for
+    a few percent more time), any other name a plain SQL file. The dump's snapshot cannot be
+    shared, so with `count_rows` the rows are counted just before
+    and just after it: `counts_exact` says whether no count moved in between.
+    """
+    pw = reveal(password)
+    compressed = is_compressed(path)
+    before = table_counts(endpoint, pw) if count_rows else None
+    seconds, size, sha256 = write_dump(
+        runner,
+        path,
+        lambda p: mysql_dump_argv(
+            endpoint, p, program=program, include_marker=include_marker, compress=compressed
+        ),
+        f"{program} of {endpoint.label}",
+        secret_env={PASSWORD_ENV: pw},
+        timeout=timeout,
+    )
+    exact = False
+    if before is not None:
+        after = table_counts(endpoint, pw)
+        exact = after == before
+        if not exact:
+            moved = sorted(t for t in set(before) | set(after) if before.get(t) != after.get(t))
+            _log(endpoint).warning(
+                "row counts moved during the dump (%s): the manifest keeps those from before it",
+                ", ".join(moved),
+            )
+    _log(endpoint).info("dumped to %s:%s, %d bytes in %.2f s", runner.name, path, size, seconds)
+    return DumpResult(
+        host_name=runner.name,
+        path=path,
+        database=endpoint.label,
+        format=f"{DUMP_FORMAT}+gzip" if compressed else DUMP_FORMAT,
+        size_bytes=size,
+        sha256=sha256,
+        seconds=round(seconds, 3),
+        table_counts=before,
+        counts_exact=exact,
+    )
+
+
+# -- restore ----------------------------------------------------------------------------------
+
+
+def _write_marker(conn: Any, dbname: str, marker: Marker) -> None:
+    table = f"{_ident(dbname)}.{_ident(MARKER_TABLE)}"
+    with conn.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (backup_id VARCHAR(255) NOT NULL, "
+            "manifest_digest VARCHAR(255) NOT NULL, operation_id VARCHAR(255) NOT NULL, "
+            "started_at DATETIME(6) NOT NULL, restored_at DATETIME(6) NULL) "
+            "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        )
+        conn.begin()
+        cursor.execute(f"DELETE FROM {table}")
+        cursor.execute(
+            f"INSERT INTO {table} (backup_id, manifest_digest, operation_id, started_at, "
+            "restored_at) VALUES (%s, %s, %s, %s, %s)",
+            (
+                marker.backup_id,
+                marker.manifest_digest,
+                marker.operation_id,
+                marker.started_at.astimezone(UTC).replace(tzinfo=None),
+                None,
+            ),
+        )
+        conn.commit()
+
+
+def _recreate_database(conn: Any, dbname: str) -> None:
+    """Drop and create `dbname` with the same default character set (the caller has made its
+    content safe), or create it with the server's defaults if missing."""
+    rows = _fetchall(
+        conn,
+        "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+        "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+        (dbname,),
+    )
+    with conn.cursor() as cursor:
+        if rows:
+            charset, collation = rows[0]
+            cursor.execute(f"DROP DATABASE {_ident(dbname)}")
+            cursor.execute(
+                f"CREATE DATABASE {_ident(dbname)} CHARACTER SET {_ident(charset)} "
+                f"COLLATE {_ident(collation)}"
+            )
+        else:
+            cursor.execute(f"CREATE DATABASE {_ident(dbname)}")
+
+
+def restore(
+    runner: CommandRunner,
+    dump_path: str,
+    endpoint: DbEndpoint,
+    password: Password,
+    *,
+    backup_id: str,
+    manifest_digest: str,
+    operation_id: str,
+    force: bool = False,
+    expected_sha256: str | None = None,
+    dump_program: str = DUMP_PROGRAM,
+    client_program: str = CLIENT_PROGRAM,
+    timeout: float | None = None,
+) -> RestoreResult:
+    """Restore the SQL dump at `runner`'s `dump_path` as `endpoint.dbname`.
+
+    Skips (with the reason) when the marker says this backup is already there; raises
+    `NonEmptyDatabase` over a database drp did not restore unless `force`; otherwise dumps the
+    current content beside `dump_path` (kept, never replaced), then recreates the database,
+    marks the restore started, loads the dump and marks it restored. An existing database
+    holding nothing at all is loaded in place.
+    """
+    pw = reveal(password)
+    log = _log(endpoint)
+    state = read_state(endpoint, pw)
+    decision = decide_restore(state, endpoint.label, backup_id, force=force)
+    if decision.action == "skip":
+        log.info("skip: %s", decision.reason)
+        return RestoreResult(
+            action="skipped",
+            reason=decision.reason,
+            database=endpoint.label,
+            backup_id=backup_id,
+            marker=state.marker,
+        )
+    log.info("restore: %s", decision.reason)
+    check_dump_sha256(runner, dump_path, expected_sha256)
+    marker = state.marker
+    own_partial = marker is not None and not marker.complete and marker.backup_id == backup_id
+    kept_as = None
+    if state.exists and not own_partial and not state.empty:
+        kept_as = free_sibling_path(
+            runner, safety_dump_path(dump_path, endpoint.dbname, operation_id)
+        )
+        safety = dump(
+            runner,
+            endpoint,
+            pw,
+            kept_as,
+            count_rows=False,
+            include_marker=True,
+            program=dump_program,
+            timeout=timeout,
+        )
+        log.info(
+            "kept the previous content in %s:%s (%d bytes)", runner.name, kept_as, safety.size_bytes
+        )
+    started = Marker(
+        backup_id=backup_id,
+        manifest_digest=manifest_digest,
+        operation_id=operation_id,
+        started_at=datetime.now(UTC),
+    )
+    began = time.monotonic()
+    with _connect(endpoint, pw, database=False) as conn:
+        if not state.empty:  # an empty database keeps its own settings: load straight into it
+            _recreate_database(conn, endpoint.dbname)
+        _write_marker(conn, endpoint.dbname, started)
+    run_on_host(
+        runner,
+        mysql_client_argv(endpoint, dump_path, program=client_program),
+        f"{client_program} loading {runner.name}:{dump_path} into {endpoint.label}",
+        secret_env={PASSWORD_ENV: pw},
+        timeout=timeout,
+    )
+    with _connect(endpoint, pw) as conn:
+        with conn.cursor() as cursor:
+            cursor.execute(f"UPDATE {_ident(MARKER_TABLE)} SET restored_at = UTC_TIMESTAMP(6)")
+        done = _read_marker(conn, endpoint.dbname)
+    seconds = time.monotonic() - began
+    kept = f"; the previous content is kept in {runner.name}:{kept_as}" if kept_as else ""
+    reason = f"restored backup {backup_id} on {endpoint.label} (in {seconds:.1f} s){kept}"
+    log.info("%s", reason)
+    return RestoreResult(
+        action="restored",
+        reason=reason,
+        database=endpoint.label,
+        backup_id=backup_id,
+        seconds=round(seconds, 3),
+        kept_as=kept_as,
+        marker=done,
+    )
+
+
+def _message(err: BaseException) -> str:
+    args = getattr(err, "args", ())
+    if len(args) == 2 and isinstance(args[0], int):
+        return f"({args[0]}) {args[1]}"
+    return str(err) or type(err).__name__

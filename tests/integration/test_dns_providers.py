@@ -1,0 +1,445 @@
+"""One contract for every DNS provider, against a real Knot server.
+
+The OVH provider goes through the lab's OVH API emulator (official `ovh` client, real signature
+checks), whose refresh pushes the records into Knot; the RFC 2136 provider updates Knot
+directly with TSIG. Either way, what Knot answers really changes, and the propagation check
+asks it.
+
+Each module runs a private Knot and emulator (the lab's own code, on 127.0.14.x) so the tests
+never race a lab someone is using; every test leaves the zone as it found it (apex and www A
+on production). `test_lab_zone_*` read the running lab itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import ovh.config
+import pytest
+
+from lab.child_daemon import ChildDaemon
+from lab.knot import KnotLayout, knot_daemon_for
+from lab.ovh_emulator import ovh_daemon_for
+from providers.dns_base import BaseDnsProvider, DnsError, RootNsChange
+from providers.dns_check import wait_for_propagation
+from providers.ovh_dns import OvhDns
+from providers.rfc2136_dns import Rfc2136Dns
+
+pytestmark = pytest.mark.lab
+
+ZONE = "drp-lab.test"
+DNS_ADDRESS = "127.0.14.53"
+DNS_PORT = 5354  # not 53: the providers and the check must honour the port they are given
+OVH_ADDRESS = "127.0.14.60"
+OVH_PORT = 8080
+ENDPOINT = "drp-dns-contract"
+ENDPOINT_URL = f"http://{OVH_ADDRESS}:{OVH_PORT}/1.0"
+PRODUCTION = "127.0.10.1"
+DRP = "127.0.10.4"
+KEY_NAME = "drp-lab-key"
+
+
+class Masked:
+    """A secret as the configuration hands it over: masked, revealed on demand."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "***"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    tsig: str
+    application_key: str
+    application_secret: str
+    consumer_key: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "DRP_LAB_TSIG_SECRET": self.tsig,
+            "DRP_LAB_OVH_APPLICATION_KEY": self.application_key,
+            "DRP_LAB_OVH_APPLICATION_SECRET": self.application_secret,
+            "DRP_LAB_OVH_CONSUMER_KEY": self.consumer_key,
+        }
+
+    @property
+    def values(self) -> list[str]:
+        return list(self.env.values())
+
+
+def new_secrets() -> Secrets:
+    return Secrets(
+        tsig=base64.b64encode(os.urandom(32)).decode(),
+        application_key=secrets.token_hex(8),
+        application_secret=secrets.token_hex(16),
+        consumer_key=secrets.token_hex(16),
+    )
+
+
+@pytest.fixture(scope="module")
+def keys() -> Secrets:
+    return new_secrets()
+
+
+@pytest.fixture(scope="module")
+def knot(tmp_path_factory: pytest.TempPathFactory, keys: Secrets) -> Iterator[ChildDaemon]:
+    root = tmp_path_factory.mktemp("knot")
+    layout = KnotLayout(root / "dns", DNS_ADDRESS, DNS_PORT, ZONE, PRODUCTION)
+    daemon = ChildDaemon(knot_daemon_for(layout, keys.tsig), root / "knot.log")
+    yield daemon.start()
+    daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def emulator(
+    tmp_path_factory: pytest.TempPathFactory, knot: ChildDaemon, keys: Secrets
+) -> Iterator[ChildDaemon]:
+    root = tmp_path_factory.mktemp("ovh")
+    description = ovh_daemon_for(
+        (OVH_ADDRESS, OVH_PORT), root / "state", ZONE, (DNS_ADDRESS, DNS_PORT), keys.env
+    )
+    daemon = ChildDaemon(description, root / "ovh.log")
+    yield daemon.start()
+    daemon.stop()
+
+
+def ovh_provider(keys: Secrets, **wrong: str) -> OvhDns:
+    return OvhDns(
+        endpoint=ENDPOINT,
+        endpoint_url=ENDPOINT_URL,
+        application_key=wrong.get("application_key", keys.application_key),
+        application_secret=Masked(wrong.get("application_secret", keys.application_secret)),
+        consumer_key=Masked(wrong.get("consumer_key", keys.consumer_key)),
+        timeout=10,
+    )
+
+
+def rfc2136_provider(keys: Secrets, **wrong: str) -> Rfc2136Dns:
+    return Rfc2136Dns(
+        primary=DNS_ADDRESS,
+        port=DNS_PORT,
+        key_name=wrong.get("key_name", KEY_NAME),
+        key_secret=Masked(wrong.get("key_secret", keys.tsig)),
+        default_ttl=60,
+    )
+
+
+def served(name: str, rtype: str = "A") -> set[str]:
+    """What Knot answers right now for name (relative to the zone)."""
+    qname = f"{name}.{ZONE}" if name else ZONE
+    response = dns.query.udp(
+        dns.message.make_query(qname, rtype), DNS_ADDRESS, port=DNS_PORT, timeout=2
+    )
+    wanted = dns.rdatatype.from_text(rtype)
+    return {r.to_text() for rrset in response.answer if rrset.rdtype == wanted for r in rrset}
+
+
+def restore_production(provider: BaseDnsProvider) -> None:
+    for name in ("www", ""):
+        provider.set_records(ZONE, name, "A", [PRODUCTION])
+    if provider.needs_refresh:
+        provider.refresh(ZONE)
+    assert served("www") == served("") == {PRODUCTION}
+
+
+@pytest.fixture(params=["ovh", "rfc2136"])
+def provider(
+    request: pytest.FixtureRequest, knot: ChildDaemon, keys: Secrets
+) -> Iterator[BaseDnsProvider]:
+    if request.param == "ovh":
+        request.getfixturevalue("emulator")
+        made: BaseDnsProvider = ovh_provider(keys)
+    else:
+        made = rfc2136_provider(keys)
+    assert served("www") == {PRODUCTION}, "the zone must start on production"
+    yield made
+    restore_production(made)
+
+
+@pytest.fixture
+def all_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+def assert_no_secret(keys: Secrets, *texts: str) -> None:
+    for text in texts:
+        for value in keys.values:
+            assert value not in text
+
+
+# --- The contract ----------------------------------------------------------------------------
+
+
+def test_reads_the_www_record(provider: BaseDnsProvider) -> None:
+    record = provider.get_records(ZONE, "www", "A")
+    assert (record.zone, record.name, record.rtype) == (ZONE, "www", "A")
+    assert record.targets == (PRODUCTION,)
+    assert record.ttl == 60
+    assert provider.get_records(ZONE, "nothing-here", "A").targets == ()
+
+
+def test_switch_to_drp_reaches_every_authoritative_server(
+    provider: BaseDnsProvider, keys: Secrets, all_logs: pytest.LogCaptureFixture
+) -> None:
+    plan = provider.describe_change(ZONE, "www", "A", [DRP])
+    assert plan.changed and not plan.applied
+    assert plan.reason == f"change www.{ZONE}. A {PRODUCTION} (ttl 60) -> {DRP}"
+    assert plan.operations, "a dry run lists the calls it would make"
+    assert served("www") == {PRODUCTION}, "a dry run changes nothing"
+
+    change = provider.set_records(ZONE, "www", "A", [DRP])
+    assert change.applied
+    assert change.after.targets == (DRP,)
+    assert provider.get_records(ZONE, "www", "A").targets == (DRP,)
+
+    if provider.needs_refresh:
+        assert change.needs_refresh
+        assert change.reason.endswith("done, pending a zone refresh")
+        before = wait_for_propagation(
+            ZONE, "www", "A", [DRP], resolver=DNS_ADDRESS, port=DNS_PORT, timeout=0
+        )
+        assert not before.complete
+        assert [s.answer for s in before.pending] == [(PRODUCTION,)], "not before the refresh"
+        assert "refreshed" in provider.refresh(ZONE)
+
+    report = wait_for_propagation(
+        ZONE, "www", "A", [DRP], resolver=DNS_ADDRESS, port=DNS_PORT, timeout=10, interval=0.1
+    )
+    assert report.complete, report.summary()
+    assert [(s.name, s.address, s.answer) for s in report.servers] == [
+        (f"ns1.{ZONE}.", DNS_ADDRESS, (DRP,))
+    ]
+    assert served("www") == {DRP}
+    assert_no_secret(keys, all_logs.text, report.summary(), repr(provider), repr(change.data))
+
+
+def test_setting_the_same_targets_again_is_a_noop_that_says_so(
+    provider: BaseDnsProvider,
+) -> None:
+    provider.set_records(ZONE, "www", "A", [DRP])
+    if provider.needs_refresh:
+        provider.refresh(ZONE)
+
+    again = provider.set_records(ZONE, "www", "A", ["127.0.10.4"])
+    assert not again
+    assert not again.applied and not again.needs_refresh
+    assert again.operations == ()
+    assert again.reason == f"www.{ZONE}. A {DRP} (ttl 60) already: nothing to do"
+    assert served("www") == {DRP}
+
+
+def test_set_back_to_production(provider: BaseDnsProvider) -> None:
+    provider.set_records(ZONE, "www", "A", [DRP])
+    back = provider.set_records(ZONE, "www", "A", [PRODUCTION])
+    assert back.applied
+    assert back.before.targets == (DRP,)
+    assert back.after.targets == (PRODUCTION,)
+    if provider.needs_refresh:
+        provider.refresh(ZONE)
+    report = wait_for_propagation(
+        ZONE, "www", "A", [PRODUCTION], servers=[DNS_ADDRESS], port=DNS_PORT, timeout=5
+    )
+    assert report.complete, report.summary()
+
+
+@pytest.mark.parametrize("apex", ["", "@", f"{ZONE}."])
+def test_apex_record_switches(provider: BaseDnsProvider, apex: str) -> None:
+    assert provider.get_records(ZONE, apex, "A").targets == (PRODUCTION,)
+    change = provider.set_records(ZONE, apex, "A", [DRP])
+    assert change.after.name == ""
+    assert change.target == f"{ZONE} @ A"
+    if provider.needs_refresh:
+        provider.refresh(ZONE)
+    assert served("") == {DRP}
+    assert served("www") == {PRODUCTION}, "only the apex changed"
+
+
+@pytest.mark.parametrize("rtype", ["NS", "SOA"])
+def test_apex_ns_and_soa_changes_are_refused(provider: BaseDnsProvider, rtype: str) -> None:
+    ns_before = served("", "NS")
+    with pytest.raises(RootNsChange, match=f"refusing to change the {rtype} records at the apex"):
+        provider.set_records(ZONE, "@", rtype, ["ns9.example.net."])
+    with pytest.raises(RootNsChange):
+        provider.describe_change(ZONE, "", rtype, ["ns9.example.net."])
+    assert served("", "NS") == ns_before == {f"ns1.{ZONE}."}
+
+
+def test_credentials_check_reads_only(provider: BaseDnsProvider) -> None:
+    soa_before = served("", "SOA")
+    sentence = provider.check_credentials(ZONE)
+    assert ZONE in sentence
+    assert served("", "SOA") == soa_before, "the preflight changes nothing, not even the serial"
+
+
+# --- Bad credentials: a DnsError that says what to check, and never the secret ----------------
+
+WRONG = {
+    "application_key": "0123456789abcdef",
+    "application_secret": "wrong-application-secret-0001",
+    "consumer_key": "wrong-consumer-key-0001",
+    "key_name": "not-the-lab-key",
+    "key_secret": base64.b64encode(b"wrong tsig secret, 32 bytes long").decode(),
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "wrong", "hint"),
+    [
+        ("ovh", "application_key", "check the application key"),
+        ("ovh", "application_secret", "check the application secret"),
+        ("ovh", "consumer_key", "check the consumer key"),
+        ("rfc2136", "key_secret", "check the key's secret and algorithm"),
+        ("rfc2136", "key_name", "does not know key 'not-the-lab-key'; check the key name"),
+    ],
+)
+def test_bad_credentials_say_what_to_check_without_the_secret(
+    request: pytest.FixtureRequest,
+    knot: ChildDaemon,
+    keys: Secrets,
+    all_logs: pytest.LogCaptureFixture,
+    kind: str,
+    wrong: str,
+    hint: str,
+) -> None:
+    if kind == "ovh":
+        request.getfixturevalue("emulator")
+        provider: BaseDnsProvider = ovh_provider(keys, **{wrong: WRONG[wrong]})
+    else:
+        provider = rfc2136_provider(keys, **{wrong: WRONG[wrong]})
+
+    with pytest.raises(DnsError) as preflight:
+        provider.check_credentials(ZONE)
+    assert hint in str(preflight.value).lower()
+    assert preflight.value.zone == ZONE
+
+    # OVH fails on the first (signed) read; RFC 2136 reads with plain queries and fails on
+    # the signed UPDATE.
+    with pytest.raises(DnsError) as switch:
+        provider.set_records(ZONE, "www", "A", [DRP])
+    assert hint in str(switch.value).lower()
+    assert f"zone {ZONE}, record www A" in str(switch.value)
+    assert served("www") == {PRODUCTION}
+
+    texts = [str(preflight.value), str(switch.value), all_logs.text, repr(provider)]
+    assert_no_secret(keys, *texts)
+    if wrong not in ("application_key", "key_name"):  # identifiers may be named, secrets not
+        assert not any(WRONG[wrong] in text for text in texts)
+
+
+# --- Provider specifics ------------------------------------------------------------------------
+
+
+def test_ovh_switch_is_one_put_in_place_then_a_refresh(
+    emulator: ChildDaemon, keys: Secrets
+) -> None:
+    provider = ovh_provider(keys)
+    try:
+        plan = provider.describe_change(ZONE, "www", "A", [DRP])
+        [put, refresh] = plan.operations
+        assert put.startswith(f"PUT /domain/zone/{ZONE}/record/")
+        assert put.endswith(f"target {PRODUCTION} -> {DRP}")
+        assert refresh == f"POST /domain/zone/{ZONE}/refresh"
+        record_id = put.split()[1].rsplit("/", 1)[1]
+        provider.set_records(ZONE, "www", "A", [DRP])
+        client = provider._api()
+        assert client.get(f"/domain/zone/{ZONE}/record", fieldType="A", subDomain="www") == [
+            int(record_id)
+        ], "the record keeps its id"
+    finally:
+        restore_production(provider)
+
+
+def test_ovh_several_targets_then_back_to_one(emulator: ChildDaemon, keys: Secrets) -> None:
+    provider = ovh_provider(keys)
+    try:
+        both = provider.set_records(ZONE, "www", "A", [DRP, PRODUCTION])
+        assert [op.split()[0] for op in both.operations] == ["POST", "POST"]  # add + refresh
+        provider.refresh(ZONE)
+        assert served("www") == {PRODUCTION, DRP}
+        one = provider.set_records(ZONE, "www", "A", [DRP])
+        assert [op.split()[0] for op in one.operations] == ["DELETE", "POST"]
+        provider.refresh(ZONE)
+        assert served("www") == {DRP}
+    finally:
+        restore_production(provider)
+
+
+def test_ovh_ignores_ovh_environment_proxies_and_config_files(
+    emulator: ChildDaemon, keys: Secrets, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("APPLICATION_KEY", "APPLICATION_SECRET", "CONSUMER_KEY", "CLIENT_ID"):
+        monkeypatch.setenv(f"OVH_{name}", "from-the-environment")
+    monkeypatch.setenv("OVH_ENDPOINT", "ovh-eu")
+    # A proxy that does not exist: a client that honoured it could not reach the emulator.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.14.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.14.1:9")
+    conf = tmp_path / "ovh.conf"
+    conf.write_text("[drp-dns-contract]\napplication_secret=from-a-file\n")
+    monkeypatch.setattr(ovh.config, "CONFIG_PATH", [str(conf)])
+    monkeypatch.chdir(tmp_path)
+
+    sentence = ovh_provider(keys).check_credentials(ZONE)
+    assert sentence == (f"OVH endpoint {ENDPOINT}: zone {ZONE} readable (name servers: ns1.{ZONE})")
+
+
+def test_ovh_unreachable_endpoint_says_so(keys: Secrets) -> None:
+    provider = OvhDns(
+        endpoint="drp-dns-nowhere",
+        endpoint_url="http://127.0.14.61:9/1.0",
+        application_key=keys.application_key,
+        application_secret=keys.application_secret,
+        consumer_key=keys.consumer_key,
+        timeout=2,
+    )
+    with pytest.raises(DnsError) as caught:
+        provider.get_records(ZONE, "www", "A")
+    assert str(caught.value) == (
+        f"OVH GET /domain/zone/{ZONE}/record?fieldType=A&subDomain=www failed (zone {ZONE}, "
+        "record www A, endpoint drp-dns-nowhere): HTTPError: [Errno 111] Connection refused. "
+        "Could not reach endpoint drp-dns-nowhere; check its URL and the network."
+    )
+    assert caught.value.call == f"GET /domain/zone/{ZONE}/record?fieldType=A&subDomain=www"
+
+
+def test_rfc2136_primary_down_says_what_to_check(keys: Secrets) -> None:
+    provider = Rfc2136Dns(
+        primary="127.0.14.99", port=DNS_PORT, key_name=KEY_NAME, key_secret=keys.tsig, timeout=1
+    )
+    with pytest.raises(DnsError, match="check the primary's address and port"):
+        provider.get_records(ZONE, "www", "A")
+    with pytest.raises(DnsError, match="check the primary's address and port"):
+        provider.check_credentials(ZONE)
+
+
+def test_rfc2136_zone_not_served_says_so(knot: ChildDaemon, keys: Secrets) -> None:
+    provider = rfc2136_provider(keys)
+    with pytest.raises(DnsError, match=f"check that {DNS_ADDRESS}:{DNS_PORT} is the primary"):
+        provider.get_records("other.test", "www", "A")
+    with pytest.raises(DnsError, match=r"is the primary of other\.test"):
+        provider.check_credentials("other.test")
+
+
+def test_rfc2136_create_and_delete_a_record(knot: ChildDaemon, keys: Secrets) -> None:
+    provider = rfc2136_provider(keys)
+    created = provider.set_records(ZONE, "drp-check", "A", [DRP])
+    assert created.reason == f"Create drp-check.{ZONE}. A {DRP} (ttl 60): done"
+    assert served("drp-check") == {DRP}
+    deleted = provider.set_records(ZONE, "drp-check", "A", [])
+    assert deleted.after.targets == ()
+    assert served("drp-check") == set()
