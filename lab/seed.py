@@ -30,7 +30,7 @@ from lab.accounts import chown_tree
 MIB = 1024 * 1024
 DEFAULT_FILES_MB = 16
 DEFAULT_ROWS = 30_000
-MIN_ROWS = 60
+MIN_ROWS = 100
 LARGE_FILES = 4
 SMALL_FILE_AVG = 2048
 _CHUNK = 8 * MIB

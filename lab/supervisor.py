@@ -138,7 +138,10 @@ class Supervisor:
         )
 
     def _env(self, daemon: Daemon) -> dict[str, str]:
+        # Nothing of the caller's environment leaks in (it may hold credentials); Python
+        # daemons write their logs unbuffered so a log shows what happened up to a crash.
         env = {"PATH": DAEMON_PATH, "LANG": "C.UTF-8", "HOME": "/root", "USER": "root"}
+        env["PYTHONUNBUFFERED"] = "1"
         if daemon.run_as:
             entry = pwd.getpwnam(daemon.run_as)
             env.update(HOME=entry.pw_dir, USER=daemon.run_as, LOGNAME=daemon.run_as)

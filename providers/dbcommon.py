@@ -354,12 +354,12 @@ def write_dump(
 
 
 def free_sibling_path(runner: CommandRunner, path: str) -> str:
-    """`path`, or `path` with `-2`, `-3`... before its extension, whichever does not exist yet."""
-    stem, dot, ext = path.rpartition(".")
-    if not dot or "/" in ext:
-        stem, ext = path, ""
+    """`path`, or `path` with `-2`, `-3`... before its extensions (`x-2.sql.gz`), whichever does
+    not exist yet on the host."""
+    directory, name = posixpath.split(path)
+    stem, dot, extensions = name.partition(".")
     for n in range(1, 100):
-        candidate = path if n == 1 else f"{stem}-{n}{'.' + ext if ext else ''}"
+        candidate = path if n == 1 else posixpath.join(directory, f"{stem}-{n}{dot}{extensions}")
         if runner.run(absent_argv(candidate), check=False).ok:
             return candidate
     raise DatabaseError(f"no free file name next to {runner.name}:{path} (tried 99)")

@@ -250,7 +250,7 @@ def _resolver_query(
     query = dns.message.make_query(qname, rtype)
     response, _ = dns.query.udp_with_fallback(query, resolver, port=port, timeout=timeout)
     if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-        raise DnsError(f"{resolver}:{port} answered {dns.rcode.to_text(response.rcode())}")
+        raise DnsError(f"{qname} {rtype} answered {dns.rcode.to_text(response.rcode())}")
     return response
 
 
@@ -274,13 +274,17 @@ def find_authoritative_servers(
             response.answer, dns.name.from_text(origin), dns.rdataclass.IN, dns.rdatatype.NS
         )
         if not ns_rrset:
-            raise DnsError(f"{where} knows no NS records for {zone}; {hint}", zone=zone)
+            raise DnsError("no NS records in the answer")
         servers: list[AuthoritativeServer] = []
         for ns in sorted(r.to_text() for r in ns_rrset):
             addresses = _addresses_of(ns, response, resolver, port, timeout)
             if not addresses:
-                raise DnsError(f"name server {ns} of {zone} has no A/AAAA via {where}; {hint}")
+                raise DnsError(f"name server {ns} has no A/AAAA record")
             servers.extend(AuthoritativeServer(ns, a, port) for a in addresses)
+    except DnsError as err:
+        raise DnsError(
+            f"looking up the name servers of {zone} via {where} failed: {err}; {hint}", zone=zone
+        ) from err
     except dns.exception.Timeout:
         raise DnsError(
             f"no answer from {where} within {timeout:g} s while looking up the name servers of "
@@ -341,6 +345,8 @@ def wait_for_propagation(
     name = relative_name(zone, name)
     rtype = rtype.upper()
     log = logging.getLogger(f"DnsCheck[{zone}]")
+    if isinstance(servers, str):  # one address given as a string, not its characters
+        servers = [servers]
     targets = (
         servers_from_addresses(servers, port)
         if servers is not None

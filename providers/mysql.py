@@ -116,14 +116,13 @@ def mysql_dump_argv(
     path: str,
     *,
     program: str = DUMP_PROGRAM,
-    include_marker: bool = False,
     compress: bool = True,
 ) -> list[str]:
     """A consistent (InnoDB) dump of one database, with its routines, triggers and events.
 
     Without `--databases` the dump holds no CREATE DATABASE / USE, so it loads into whichever
-    database the client names. drp's marker table is left out unless `include_marker` (the
-    safety dump of a database about to be replaced keeps it, to say what that data was).
+    database the client names. drp's marker table is always left out: loading a dump made by
+    drp never touches the marker of the database it loads into.
     Compressed (`gzip -1`, in the same pass) unless told not: see `is_compressed`.
     """
     argv = [
@@ -137,8 +136,7 @@ def mysql_dump_argv(
         "--no-tablespaces",  # needs no PROCESS privilege, and tablespaces do not travel anyway
         "--default-character-set=utf8mb4",
     ]
-    if not include_marker:
-        argv.append(f"--ignore-table={endpoint.dbname}.{MARKER_TABLE}")
+    argv.append(f"--ignore-table={endpoint.dbname}.{MARKER_TABLE}")
     if not compress:
         return [*argv, f"--result-file={path}", endpoint.dbname]
     # bash for pipefail: a failing dump must fail the command, not leave a short gzip file.
@@ -346,7 +344,6 @@ def dump(
     path: str,
     *,
     count_rows: bool = True,
-    include_marker: bool = False,
     program: str = DUMP_PROGRAM,
     timeout: float | None = None,
 ) -> DumpResult:
@@ -363,9 +360,7 @@ def dump(
     seconds, size, sha256 = write_dump(
         runner,
         path,
-        lambda p: mysql_dump_argv(
-            endpoint, p, program=program, include_marker=include_marker, compress=compressed
-        ),
+        lambda p: mysql_dump_argv(endpoint, p, program=program, compress=compressed),
         f"{program} of {endpoint.label}",
         secret_env={PASSWORD_ENV: pw},
         timeout=timeout,
@@ -415,11 +410,15 @@ def _write_marker(conn: Any, dbname: str, marker: Marker) -> None:
                 marker.backup_id,
                 marker.manifest_digest,
                 marker.operation_id,
-                marker.started_at.astimezone(UTC).replace(tzinfo=None),
-                None,
+                _naive_utc(marker.started_at),
+                _naive_utc(marker.restored_at),
             ),
         )
         conn.commit()
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC).replace(tzinfo=None) if value is not None else None
 
 
 def _recreate_database(conn: Any, dbname: str) -> None:
@@ -494,7 +493,6 @@ def restore(
             pw,
             kept_as,
             count_rows=False,
-            include_marker=True,
             program=dump_program,
             timeout=timeout,
         )
@@ -505,7 +503,7 @@ def restore(
         backup_id=backup_id,
         manifest_digest=manifest_digest,
         operation_id=operation_id,
-        started_at=datetime.now(UTC),
+        started_at=_now(),
     )
     began = time.monotonic()
     with _connect(endpoint, pw, database=False) as conn:
@@ -519,9 +517,10 @@ def restore(
         secret_env={PASSWORD_ENV: pw},
         timeout=timeout,
     )
-    with _connect(endpoint, pw) as conn:
-        with conn.cursor() as cursor:
-            cursor.execute(f"UPDATE {_ident(MARKER_TABLE)} SET restored_at = UTC_TIMESTAMP(6)")
+    with _connect(endpoint, pw, database=False) as conn:
+        # Rewritten whole, not updated: whatever the dump did to that table, the marker says
+        # exactly this restore.
+        _write_marker(conn, endpoint.dbname, started.model_copy(update={"restored_at": _now()}))
         done = _read_marker(conn, endpoint.dbname)
     seconds = time.monotonic() - began
     kept = f"; the previous content is kept in {runner.name}:{kept_as}" if kept_as else ""
@@ -536,6 +535,11 @@ def restore(
         kept_as=kept_as,
         marker=done,
     )
+
+
+def _now() -> datetime:
+    # Microseconds are what DATETIME(6) keeps: a marker read back equals the one written.
+    return datetime.now(UTC)
 
 
 def _message(err: BaseException) -> str:

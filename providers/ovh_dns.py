@@ -36,6 +36,7 @@ from providers.dns_base import (
     reveal_secret,
     scrub,
 )
+from providers.ovh_endpoint import register_endpoint
 
 DEFAULT_TIMEOUT = 30.0  # seconds per API call (the client's own default is 180)
 
@@ -272,8 +273,6 @@ class OvhDns(BaseDnsProvider):
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         if endpoint_url is not None:
-            from providers.ovh_endpoint import register_endpoint
-
             try:
                 register_endpoint(endpoint, endpoint_url)
             except ValueError as err:
@@ -331,9 +330,9 @@ class OvhDns(BaseDnsProvider):
                 f"{detail}. {hint[0].upper()}{hint[1:]}."
             )
             message = scrub(text, self._secrets())
-            error = DnsError(message, zone=zone, record=record, call=call)
-            # Keep the library's exception as the cause, unless its text held a key.
-            raise error from (err if message == text else None)
+            # Not chained: the library's exception holds the signed request, whose headers
+            # carry the consumer key; everything useful from it is in the message.
+            raise DnsError(message, zone=zone, record=record, call=call) from None
 
     def _records(self, zone: str, name: str, rtype: str) -> list[OvhRecord]:
         label = record_label(name, rtype)

@@ -450,13 +450,13 @@ def _write_marker(endpoint: DbEndpoint, password: str, marker: Marker) -> None:
         )
 
 
-def _complete_marker(endpoint: DbEndpoint, password: str) -> Marker:
-    table = sql.Identifier(MARKER_SCHEMA, MARKER_TABLE)
+def _finish_marker(endpoint: DbEndpoint, password: str, started: Marker) -> Marker:
+    """Rewrite the marker as a finished restore (written last, after the data)."""
+    _write_marker(endpoint, password, started.model_copy(update={"restored_at": datetime.now(UTC)}))
     with _connect(endpoint, password) as conn:
-        conn.execute(sql.SQL("UPDATE {} SET restored_at = now()").format(table))
         marker = _read_marker(conn)
     if marker is None:
-        raise DatabaseError(f"the restore marker of {endpoint.label} vanished during the restore")
+        raise DatabaseError(f"the restore marker of {endpoint.label} could not be read back")
     return marker
 
 
@@ -572,7 +572,7 @@ def restore(
         # load aside like any other content.
         _write_marker(endpoint, pw, started)
         _load(runner, dump_path, endpoint, pw, jobs, no_privileges, timeout)
-        _complete_marker(endpoint, pw)
+        _finish_marker(endpoint, pw, started)
         reused, kept_as = False, None
     else:
         staging = endpoint.with_dbname(staging_name(endpoint.dbname, operation_id, backup_id))
@@ -581,7 +581,7 @@ def restore(
             log.info("reusing %s, loaded by a previous attempt", staging.dbname)
         else:
             _load(runner, dump_path, staging, pw, jobs, no_privileges, timeout)
-            _complete_marker(staging, pw)
+            _finish_marker(staging, pw, started)
         kept_as = (
             _free_aside_name(endpoint, pw, operation_id, maintenance_db) if state.exists else None
         )

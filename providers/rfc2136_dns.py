@@ -123,7 +123,11 @@ class Rfc2136Dns(BaseDnsProvider):
         try:
             return send()
         except dns.tsig.PeerBadKey:
-            hint = f"the server does not know key {self.key_name!r}; check the key name"
+            # Knot also answers BADKEY for a known key its ACL does not allow for the zone.
+            hint = (
+                f"the server does not know key {self.key_name!r} or does not allow it for "
+                f"{zone}; check the key name and the server's update ACL for the zone"
+            )
         except dns.tsig.PeerBadSignature:
             hint = (
                 f"the server rejected the signature of key {self.key_name!r}; check the key's "

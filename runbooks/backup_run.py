@@ -57,6 +57,7 @@ from runbooks.connect import (
 from runbooks.errors import ConfigError, ProviderError, StepFailed, VerifyFailed
 from runbooks.inventory import Database, Role, Site, Tree
 from runbooks.manifest import DumpRecord, Manifest, Parity, SetKind, TreeRecord, TreeSection
+from runbooks.render import human_duration
 
 log = logging.getLogger(__name__)
 
@@ -574,14 +575,14 @@ def retention_plan(
             continue
         if newest_complete is None or newest_complete.started < s.started:
             continue  # nothing newer to fall back on: keep it for an operator to look at
-        removed.append((s, f"{s.status.value} ({s.reason}), {_hours(age)} old"))
+        what = f"no {mf.MANIFEST_NAME}" if s.status is SetStatus.INCOMPLETE else s.reason
+        removed.append((s, f"{s.status.value} ({what}), started {_words(age)} ago"))
     gone = {s.set_id for s, _ in removed}
     return [s for s in ordered if s.set_id not in gone], removed
 
 
-def _hours(delta: timedelta) -> str:
-    hours = delta.total_seconds() / 3600
-    return f"{hours:.0f} h" if hours >= 1 else f"{delta.total_seconds() / 60:.0f} min"
+def _words(delta: timedelta) -> str:
+    return human_duration(delta.total_seconds())
 
 
 def apply_retention(

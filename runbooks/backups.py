@@ -31,6 +31,7 @@ from providers.commands import CommandRunner
 from runbooks import manifest as mf
 from runbooks.errors import ProviderError
 from runbooks.manifest import DumpRecord, Manifest, SetKind, TreeRecord, TreeSection
+from runbooks.render import data_loss_sentence, human_duration
 
 if TYPE_CHECKING:
     from runbooks.inventory import Site
@@ -176,8 +177,6 @@ def _classify(
 
 
 def _words(seconds: float) -> str:
-    from runbooks.render import human_duration
-
     return human_duration(seconds)
 
 
@@ -324,8 +323,6 @@ class EnvironmentChoice:
 
     @property
     def data_loss_words(self) -> str:
-        from runbooks.render import data_loss_sentence
-
         oldest = self.oldest_capture
         if oldest is None:
             return f"no usable backup of environment {self.environment}"

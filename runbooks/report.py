@@ -34,6 +34,7 @@ class Report:
     timeline: list[StepRecord] = field(default_factory=list)
     service_verified_at: datetime | None = None
     data_loss_seconds: float | None = None  # RPO: order time minus the oldest chosen backup
+    chosen_at: datetime | None = None  # when the backups were chosen; a resume keeps that choice
 
     # -- measures ----------------------------------------------------------------------------
     @property
@@ -78,6 +79,7 @@ class Report:
             ),
             "rto_seconds": self.rto_seconds,
             "rpo_seconds": self.data_loss_seconds,
+            "chosen_at": self.chosen_at.isoformat() if self.chosen_at else None,
             "totals": self.totals,
             "timeline": [r.data for r in self.timeline],
         }
@@ -100,6 +102,7 @@ class Report:
             timeline=[StepRecord.from_data(r) for r in data.get("timeline", [])],
             service_verified_at=datetime.fromisoformat(verified) if verified else None,
             data_loss_seconds=data.get("rpo_seconds"),
+            chosen_at=datetime.fromisoformat(data["chosen_at"]) if data.get("chosen_at") else None,
         )
 
     def finish(self, outcome: str, message: str) -> None:

@@ -11,9 +11,7 @@ from pathlib import Path
 import ovh.config
 import pytest
 
-from lab import api as lab_api
 from lab import topology
-from lab.secrets import load_secrets
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -57,6 +55,10 @@ def lab(_isolated_environment: Path) -> Iterator[LabHandle]:
     When this session started it, it is stopped again at the end; a lab someone had running
     before the tests stays running. Mark tests that use it with `@pytest.mark.lab`.
     """
+    # Imported here: unit-test sessions need none of the lab's database drivers.
+    from lab import api as lab_api
+    from lab.secrets import load_secrets
+
     started_here = not lab_api.status().all_running
     if started_here:
         lab_api.up()

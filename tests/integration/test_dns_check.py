@@ -242,3 +242,13 @@ def test_a_deleted_record_matches_when_no_server_has_it(single: Server) -> None:
     )
     assert report.complete
     assert report.servers[0].answer == ()
+
+
+def test_a_resolver_that_does_not_serve_the_zone_says_so(single: Server) -> None:
+    with pytest.raises(DnsError) as caught:
+        find_authoritative_servers("elsewhere.test", resolver=SINGLE, port=PORT)
+    assert str(caught.value) == (
+        f"looking up the name servers of elsewhere.test via {SINGLE}:{PORT} failed: "
+        "elsewhere.test. NS answered REFUSED; check the resolver address, or give the servers' "
+        "addresses explicitly (servers=)"
+    )

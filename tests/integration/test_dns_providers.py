@@ -7,7 +7,8 @@ asks it.
 
 Each module runs a private Knot and emulator (the lab's own code, on 127.0.14.x) so the tests
 never race a lab someone is using; every test leaves the zone as it found it (apex and www A
-on production). `test_lab_zone_*` read the running lab itself.
+on production). `test_lab_zone_*` use the running lab itself: both providers configured as
+the lab is, one switch through the OVH path and back, leaving the lab zone as found.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import base64
 import logging
 import os
 import secrets
+import socket
+import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dns.message
 import dns.query
@@ -26,6 +31,7 @@ import dns.rdatatype
 import ovh.config
 import pytest
 
+from lab import topology
 from lab.child_daemon import ChildDaemon
 from lab.knot import KnotLayout, knot_daemon_for
 from lab.ovh_emulator import ovh_daemon_for
@@ -33,6 +39,9 @@ from providers.dns_base import BaseDnsProvider, DnsError, RootNsChange
 from providers.dns_check import wait_for_propagation
 from providers.ovh_dns import OvhDns
 from providers.rfc2136_dns import Rfc2136Dns
+
+if TYPE_CHECKING:
+    from conftest import LabHandle
 
 pytestmark = pytest.mark.lab
 
@@ -305,7 +314,7 @@ WRONG = {
         ("ovh", "application_secret", "check the application secret"),
         ("ovh", "consumer_key", "check the consumer key"),
         ("rfc2136", "key_secret", "check the key's secret and algorithm"),
-        ("rfc2136", "key_name", "does not know key 'not-the-lab-key'; check the key name"),
+        ("rfc2136", "key_name", "does not know key 'not-the-lab-key' or does not allow it"),
     ],
 )
 def test_bad_credentials_say_what_to_check_without_the_secret(
@@ -336,7 +345,8 @@ def test_bad_credentials_say_what_to_check_without_the_secret(
     assert f"zone {ZONE}, record www A" in str(switch.value)
     assert served("www") == {PRODUCTION}
 
-    texts = [str(preflight.value), str(switch.value), all_logs.text, repr(provider)]
+    tracebacks = ["".join(traceback.format_exception(e.value)) for e in (preflight, switch)]
+    texts = [str(preflight.value), str(switch.value), all_logs.text, repr(provider), *tracebacks]
     assert_no_secret(keys, *texts)
     if wrong not in ("application_key", "key_name"):  # identifiers may be named, secrets not
         assert not any(WRONG[wrong] in text for text in texts)
@@ -443,3 +453,113 @@ def test_rfc2136_create_and_delete_a_record(knot: ChildDaemon, keys: Secrets) ->
     deleted = provider.set_records(ZONE, "drp-check", "A", [])
     assert deleted.after.targets == ()
     assert served("drp-check") == set()
+
+
+# --- The running lab ---------------------------------------------------------------------------
+
+
+def lab_providers(lab: LabHandle) -> tuple[OvhDns, Rfc2136Dns]:
+    """Both providers on the lab, configured as config/lab.yaml does: the `drp-lab` endpoint,
+    the lab's Knot as the RFC 2136 primary, keys from the lab's secrets file."""
+    ovh_dns = OvhDns(
+        endpoint=topology.OVH_ENDPOINT_NAME,
+        endpoint_url=f"http://{topology.OVH_ADDRESS}:{topology.OVH_PORT}/1.0",
+        application_key=lab.secrets["DRP_LAB_OVH_APPLICATION_KEY"],
+        application_secret=Masked(lab.secrets["DRP_LAB_OVH_APPLICATION_SECRET"]),
+        consumer_key=Masked(lab.secrets["DRP_LAB_OVH_CONSUMER_KEY"]),
+        timeout=10,
+    )
+    rfc2136_dns = Rfc2136Dns(
+        primary=topology.DNS_ADDRESS,
+        port=topology.DNS_PORT,
+        key_name=topology.TSIG_KEY_NAME,
+        key_secret=Masked(lab.secrets["DRP_LAB_TSIG_SECRET"]),
+        key_algorithm=topology.TSIG_ALGORITHM,
+    )
+    return ovh_dns, rfc2136_dns
+
+
+def test_lab_zone_is_read_alike_by_both_providers_and_its_name_server(lab: LabHandle) -> None:
+    ovh_dns, rfc2136_dns = lab_providers(lab)
+    assert topology.ZONE in ovh_dns.check_credentials(topology.ZONE)
+    assert topology.ZONE in rfc2136_dns.check_credentials(topology.ZONE)
+    for name in ("www", ""):
+        at_knot = rfc2136_dns.get_records(topology.ZONE, name, "A")
+        assert at_knot.targets, f"the lab zone has an A record for {name or '@'}"
+        assert ovh_dns.get_records(topology.ZONE, name, "A").targets == at_knot.targets
+        # The lab's NS, ns1.drp-lab.test., resolves to the lab's Knot through Knot itself.
+        report = wait_for_propagation(
+            topology.ZONE, name, "A", at_knot.targets, resolver=topology.DNS_ADDRESS, timeout=0
+        )
+        assert report.complete, report.summary()
+        assert [(s.name, s.address) for s in report.servers] == [
+            (f"ns1.{topology.ZONE}.", topology.DNS_ADDRESS)
+        ]
+
+
+def test_lab_zone_switch_through_ovh_and_back(lab: LabHandle) -> None:
+    """The lab's real path: OVH API (emulator) -> refresh -> Knot; left as it was found."""
+    ovh_dns, _ = lab_providers(lab)
+    found = ovh_dns.get_records(topology.ZONE, "www", "A")
+    target = PRODUCTION if found.targets == (DRP,) else DRP
+    try:
+        change = ovh_dns.set_records(topology.ZONE, "www", "A", [target])
+        assert change.applied and change.needs_refresh
+        ovh_dns.refresh(topology.ZONE)
+        report = wait_for_propagation(
+            topology.ZONE, "www", "A", [target], resolver=topology.DNS_ADDRESS, timeout=10
+        )
+        assert report.complete, report.summary()
+    finally:
+        ovh_dns.set_records(topology.ZONE, "www", "A", found.targets, ttl=found.ttl)
+        ovh_dns.refresh(topology.ZONE)
+    back = wait_for_propagation(
+        topology.ZONE, "www", "A", found.targets, resolver=topology.DNS_ADDRESS, timeout=10
+    )
+    assert back.complete, back.summary()
+
+
+def test_rfc2136_key_outside_the_update_acl_says_to_check_the_acl(
+    tmp_path: Path, keys: Secrets
+) -> None:
+    # A server that knows a second key but grants updates only to the lab key.
+    other = base64.b64encode(os.urandom(32)).decode()
+    layout = KnotLayout(tmp_path / "dns", "127.0.14.70", DNS_PORT, "acl.drp-check.test", DRP)
+    description = knot_daemon_for(layout, keys.tsig)
+    conf = layout.conf_path.read_text()
+    extra_key = f"  - id: read-only-key\n    algorithm: hmac-sha256\n    secret: {other}\n"
+    layout.conf_path.write_text(conf.replace("key:\n", "key:\n" + extra_key, 1))
+    daemon = ChildDaemon(description, tmp_path / "knot.log").start()
+    try:
+        provider = Rfc2136Dns(
+            primary="127.0.14.70", port=DNS_PORT, key_name="read-only-key", key_secret=other
+        )
+        with pytest.raises(DnsError) as caught:
+            provider.set_records("acl.drp-check.test", "www", "A", [PRODUCTION])
+        assert "check the key name and the server's update ACL for the zone" in str(caught.value)
+        assert other not in str(caught.value)
+        assert provider.get_records("acl.drp-check.test", "www", "A").targets == (DRP,)
+    finally:
+        daemon.stop()
+
+
+def test_rfc2136_silent_primary_times_out_with_a_hint(keys: Secrets) -> None:
+    # A primary that accepts connections and never answers (hung, or firewalled mid-way).
+    with socket.socket() as hung:
+        hung.bind(("127.0.14.98", DNS_PORT))
+        hung.listen()
+        provider = Rfc2136Dns(
+            primary="127.0.14.98",
+            port=DNS_PORT,
+            key_name=KEY_NAME,
+            key_secret=keys.tsig,
+            timeout=0.5,
+        )
+        started = time.monotonic()
+        with pytest.raises(DnsError) as caught:
+            provider.set_records(ZONE, "www", "A", [DRP])
+        assert time.monotonic() - started < 3
+    assert str(caught.value) == (
+        "query www A to 127.0.14.98:5354 failed (zone drp-lab.test, record www A): no answer "
+        "within 0.5 s; check the primary's address and port, and that it is running"
+    )

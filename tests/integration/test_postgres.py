@@ -263,7 +263,7 @@ def test_a_failed_load_leaves_the_target_untouched_and_a_retry_finishes(
     _restore(drp, target, password, "b1")
     damaged = f"{SCRATCH}/damaged.dump"
     drp.run(["sh", "-c", 'head -c 20000 -- "$1" > "$2"', "sh", DUMP, damaged])
-    with pytest.raises(DatabaseError, match="pg_restore of drp:.*damaged.dump into"):
+    with pytest.raises(DatabaseError, match=r"pg_restore of drp:.*damaged.dump into"):
         pg.restore(
             drp,
             damaged,
@@ -277,7 +277,7 @@ def test_a_failed_load_leaves_the_target_untouched_and_a_retry_finishes(
     assert still is not None and still.backup_id == "b1"
     assert pg.table_counts(target, password) == dumped.table_counts
 
-    with pytest.raises(DatabaseError, match="has sha256 .* but its manifest says"):
+    with pytest.raises(DatabaseError, match=r"has sha256 .* but its manifest says"):
         pg.restore(
             drp,
             damaged,

@@ -153,10 +153,10 @@ def test_mysql_dump_argv_uncompressed_writes_the_file_itself() -> None:
     ]
 
 
-def test_mysql_safety_dump_keeps_the_marker_and_other_tools_can_be_named() -> None:
-    argv = mysql.mysql_dump_argv(MY, "/d.sql", program="mysqldump", include_marker=True)
-    assert argv[7] == "mysqldump"
-    assert not any(word.startswith("--ignore-table") for word in argv)
+def test_mysql_dump_argv_can_name_the_oracle_tool() -> None:
+    argv = mysql.mysql_dump_argv(MY, "/d.sql", program="mysqldump", compress=False)
+    assert argv[0] == "mysqldump"
+    assert argv[1:] == mysql.mysql_dump_argv(MY, "/d.sql", compress=False)[1:]
 
 
 def test_mysql_client_reads_the_dump_file_on_the_host() -> None:
@@ -186,6 +186,9 @@ def test_mysql_client_gunzips_a_gz_dump_on_the_host() -> None:
 def test_safety_dump_path_sits_beside_the_restored_dump() -> None:
     path = mysql.safety_dump_path("/srv/dumps/app_shop.sql", "app_shop", "drill-20261129-0215-7f3a")
     assert path == "/srv/dumps/app_shop_before_drill_20261129_0215_7f3a.sql.gz"
+    assert mysql.safety_dump_path("app_shop.sql.gz", "app_shop", "drill-x") == (
+        "app_shop_before_drill_x.sql.gz"
+    )
 
 
 # -- the shell wrappers, run for real -----------------------------------------------------------

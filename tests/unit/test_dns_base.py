@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dns.rcode
 import pytest
 
 from providers.dns_base import (
@@ -16,6 +17,7 @@ from providers.dns_base import (
     reveal_secret,
     scrub,
 )
+from providers.rfc2136_dns import rcode_hint
 
 ZONE = "drp-lab.test"
 PRODUCTION = "127.0.10.1"
@@ -149,3 +151,16 @@ def test_secrets_are_revealed_from_strings_and_masked_values() -> None:
 def test_scrub_replaces_every_secret() -> None:
     text = "key abcdef123 and secret s3cr3t-value, again abcdef123"
     assert scrub(text, ["abcdef123", "s3cr3t-value", ""]) == "key *** and secret ***, again ***"
+
+
+@pytest.mark.parametrize(
+    ("rcode", "expected"),
+    [
+        (dns.rcode.REFUSED, "check that its ACL for zone drp-lab.test allows updates signed with"),
+        (dns.rcode.NOTAUTH, "check that it is the zone's primary and that the key name"),
+        (dns.rcode.NOTZONE, "not inside zone drp-lab.test"),
+        (dns.rcode.SERVFAIL, "see its log"),
+    ],
+)
+def test_update_error_codes_say_what_to_check(rcode: dns.rcode.Rcode, expected: str) -> None:
+    assert expected in rcode_hint(rcode, "drp-lab-key", ZONE, "127.0.10.53:53")

@@ -523,3 +523,14 @@ def test_a_site_serialises_to_references_only(tmp_path: Path) -> None:
     dumped = site.model_dump(mode="json")
     assert dumped["dns"]["application_secret"] == "env:OVH_APPLICATION_SECRET"
     assert pickle.loads(pickle.dumps(site)) == site
+
+
+def test_a_duplicate_key_does_not_hide_other_problems(tmp_path: Path) -> None:
+    path, text = variant(tmp_path, "  area: /srv/backups\n", "  area: /srv/backups\n  area: x\n")
+    text = text.replace("engine: mysql", "engine: mongodb")
+    path.write_text(text)
+
+    assert [(p.line, p.field) for p in check_site(path)] == [
+        (line_of(text, "mongodb"), "environments[0].databases[1].engine"),
+        (line_of(text, "area: x"), "backups.area"),
+    ]

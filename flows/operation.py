@@ -1,0 +1,284 @@
+"""What activation and drill flows share: preflight, plan, the order gate, steps, the report.
+
+Prefect stays thin here: each step runs as one task whose result is cached under the operation
+id and the step's key (a resumed run of the same operation is fast), but every step still
+checks the world itself, so a resume on another machine, without Prefect's cache, is just as
+correct. Everything before the gate is read-only: a suspended run that starts again from the top
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import TaskRunContext
+
+from flows.gate import GateTimeout, await_order
+from flows.progress import ArtifactProgress, emit
+from runbooks.activation import (
+    Operation,
+    SwitchRecord,
+    activation_steps,
+    drill_steps,
+    plan_facts,
+    preflight_steps,
+)
+from runbooks.backups import open_catalogue, wanted_environments
+from runbooks.errors import DrpError, StepFailed
+from runbooks.gate import OrderRecord
+from runbooks.inventory import Site, load_site
+from runbooks.operation import check_operation_id, new_operation_id
+from runbooks.plan import Plan
+from runbooks.render import data_loss_sentence, human_duration, plan_markdown, report_markdown
+from runbooks.report import Report, load_report, report_path, save_report
+from runbooks.services import reports_dir
+from runbooks.steps import Outcome, Step, StepRecord
+
+
+def _step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    return f"drp-{parameters['operation_id']}-{parameters['key']}"
+
+
+@task(
+    name="step",
+    task_run_name="{key}",
+    cache_key_fn=_step_cache_key,
+    cache_expiration=timedelta(days=14),
+    persist_result=True,
+)
+def run_step_task(step: Step, key: str, operation_id: str) -> dict[str, Any]:
+    """One world-changing step. The result (its timeline record) is cached per operation."""
+    progress = ArtifactProgress(key) if step.phase in (20, 30) else emit
+    return step.run(progress=progress).data
+
+
+def _read_only(step: Step) -> StepRecord:
+    return step.run()
+
+
+def load_or_start_report(site: Site, operation_id: str, kind: str) -> Report:
+    directory = reports_dir(site)
+    if report_path(directory, operation_id).exists():
+        report = load_report(directory, operation_id)
+        if report.kind != kind:
+            raise DrpError(
+                f"operation {operation_id} is a {report.kind}, not a {kind}: use another "
+                "operation id (or none, to get a new one)"
+            )
+        return report
+    return Report(operation_id, kind, site.name, started=datetime.now(UTC))
+
+
+def choose_backups(site: Site, report: Report, environments: list[str] | None) -> Any:
+    """The backups this operation restores. A resumed operation keeps the first run's choice
+    (sets made since are ignored), so its plan, and the order given for it, still hold."""
+    now = report.chosen_at or datetime.now(UTC)
+    report.chosen_at = now
+    catalogue = open_catalogue(site, now)
+    return catalogue.choose(wanted_environments(site, environments), not_after=now)
+
+
+def brief_markdown(plan: Plan, operation: Operation, kind: str) -> str:
+    selection = operation.selection
+    oldest = [c.oldest_capture for c in selection.environments.values() if c.oldest_capture]
+    loss = data_loss_sentence(min(oldest)) if oldest else "no backup chosen"
+    what = (
+        "restore the environments on the DRP server and switch DNS to it"
+        if kind == "activate"
+        else "rehearse: restore the environments on the DRP server, check it through its "
+        "address; **DNS is not changed**"
+    )
+    lines = [
+        f"## {operation.site.customer}: order for the DRP {kind} of {operation.site.name}",
+        "",
+        f"This run will {what}.",
+        "",
+        f"**Data loss: {loss}.**",
+        "",
+    ]
+    for warning in selection.warnings:
+        lines.append(f"- Warning: {warning}")
+    lines.append("")
+    lines.append(plan_markdown(plan, heading="Plan"))
+    lines.append(
+        "Fill in who orders and the reference, tick the data-loss acknowledgement and choose "
+        "**activate** to go ahead, or **refuse** to stop with nothing changed."
+    )
+    return "\n".join(lines)
+
+
+def run_operation(
+    kind: str,
+    config: str,
+    operation_id: str | None,
+    environments: list[str] | None,
+    gate_timeout_seconds: int,
+    force: bool,
+    on_plan: Callable[[Plan, Report], None] | None = None,
+) -> dict[str, Any]:
+    log = get_run_logger()
+    site = load_site(Path(config))
+    operation_id = check_operation_id(operation_id) if operation_id else new_operation_id(kind)
+    report = load_or_start_report(site, operation_id, kind)
+    directory = reports_dir(site)
+    log.info("Operation %s (%s of %s); report: %s", operation_id, kind, site.name,
+             report_path(directory, operation_id))
+    selection = choose_backups(site, report, environments)
+    operation = Operation(site, operation_id, kind, selection, force=force)
+    try:
+        return _run(kind, operation, report, directory, gate_timeout_seconds, on_plan)
+    except DrpError as err:
+        report.finish("failed", str(err))
+        save_report(report, directory)
+        _publish(report)
+        raise
+    finally:
+        operation.close()
+
+
+def _run(
+    kind: str,
+    operation: Operation,
+    report: Report,
+    directory: Path,
+    gate_timeout_seconds: int,
+    on_plan: Callable[[Plan, Report], None] | None,
+) -> dict[str, Any]:
+    log = get_run_logger()
+    site = operation.site
+    is_drill = kind == "drill"
+
+    # 1. Preflight: read-only, never cached (it must say how the world is now).
+    for step in preflight_steps(operation, dns_check=True):
+        record = _read_only(step)
+        report.add(record)
+        log.info("%s: %s", step.title, record.reason)
+    steps = drill_steps(operation) if is_drill else activation_steps(operation)
+    plan = Plan.build(
+        operation.operation_id,
+        kind,
+        site.name,
+        [*preflight_steps(operation), *steps],
+        plan_facts(operation),
+    )
+    report.plan_hash = plan.hash
+    report.data_loss_seconds = _data_loss_at(operation, datetime.now(UTC))
+    report.backups = _backups(operation)
+    save_report(report, directory)
+    if on_plan:
+        on_plan(plan, report)
+
+    # 2. The order. A resumed operation whose order was given for this very plan goes on.
+    order = report.order
+    if order and order.get("decision") == "activate" and order.get("plan_hash") == plan.hash:
+        log.info(
+            "Order already given by %s (reference %s) at %s for plan %s: going on",
+            order["ordered_by"], order["reference"], order["answered_at"], plan.hash,
+        )  # fmt: skip
+    else:
+        try:
+            given: OrderRecord = await_order(
+                brief_markdown(plan, operation, kind), plan.hash, gate_timeout_seconds
+            )
+        except GateTimeout as err:
+            report.finish("timed-out", str(err))
+            save_report(report, directory)
+            _publish(report)
+            raise
+        report.order = given.data
+        report.data_loss_seconds = _data_loss_at(operation, given.answered_at)
+        save_report(report, directory)
+        if given.decision != "activate":
+            report.finish("refused", f"order refused by {given.ordered_by}: nothing was changed")
+            save_report(report, directory)
+            _publish(report)
+            log.info("The order was refused by %s: nothing was changed.", given.ordered_by)
+            return report.data
+
+    # 3. The steps, in phases; each one a task, cached per operation.
+    run_started = datetime.now(UTC)
+    for step in steps:
+        if isinstance(step, SwitchRecord) and not any(
+            d.get("key") == step.key for d in report.dns_before
+        ):
+            before = step.current()
+            report.dns_before.append(
+                {"key": step.key, "zone": step.record.zone, "name": step.name or "@",
+                 "type": step.record.type, "targets": list(before)}
+            )  # fmt: skip
+            save_report(report, directory)
+        try:
+            data = run_step_task(step, step.key, operation.operation_id)
+        except DrpError as err:
+            report.add(_failed(step, err))
+            raise
+        record = StepRecord.from_data(data)
+        if record.started < run_started:  # from Prefect's cache: done in an earlier run
+            record.outcome = Outcome.SKIPPED
+            record.reason = (
+                f"done in an earlier run of {operation.operation_id} at "
+                f"{record.ended:%Y-%m-%d %H:%M:%S} UTC (cached): {record.reason}"
+            )
+        report.add(record)
+        log.info("%s: %s — %s", step.title, record.outcome.value, record.reason)
+        if step.key.startswith("verify-") and step.key.endswith("-drp-ip"):
+            report.service_verified_at = operation.service_verified_at or record.ended
+        save_report(report, directory)
+
+    done = (
+        "drill finished: the DRP server serves the restored environments; DNS untouched"
+        if is_drill
+        else "DRP activated: the DRP server serves and DNS points at it"
+    )
+    report.finish("succeeded", done)
+    save_report(report, directory)
+    _publish(report)
+    log.info("%s. RTO %s, RPO %s.", done, human_duration(report.rto_seconds),
+             human_duration(report.data_loss_seconds))
+    return report.data
+
+
+def _failed(step: Step, err: Exception) -> StepRecord:
+    now = datetime.now(UTC)
+    return StepRecord(step.key, step.title, Outcome.FAILED, str(err), now, now)
+
+
+def _data_loss_at(operation: Operation, moment: datetime) -> float | None:
+    oldest = [c.oldest_capture for c in operation.selection.environments.values()]
+    known = [o for o in oldest if o is not None]
+    return (moment - min(known)).total_seconds() if known else None
+
+
+def _backups(operation: Operation) -> list[dict[str, Any]]:
+    rows = []
+    for name, choice in sorted(operation.selection.environments.items()):
+        for t in choice.trees:
+            rows.append({"what": f"{name} {t.tree.section.value}/{t.tree.name}",
+                         "server": t.set.server, "set_id": t.set.set_id,
+                         "time": t.captured.isoformat(timespec="seconds")})  # fmt: skip
+        for d in choice.dumps:
+            rows.append({"what": f"{name} database {d.dump.database}", "server": d.set.server,
+                         "set_id": d.set.set_id,
+                         "time": d.captured.isoformat(timespec="seconds")})  # fmt: skip
+    return rows
+
+
+def _publish(report: Report) -> None:
+    try:
+        create_markdown_artifact(
+            key=f"report-{report.operation_id}",
+            markdown=report_markdown(report),
+            description=f"{report.kind} {report.operation_id}: {report.outcome}",
+        )
+    except Exception as err:  # the JSON report is the record; the artifact is a convenience
+        get_run_logger().warning("could not publish the report artifact: %s", err)
+
+
+def raise_if_failed(report: dict[str, Any]) -> None:
+    if report.get("outcome") == "failed":
+        raise StepFailed(report.get("message", "the operation failed"))
