@@ -46,9 +46,7 @@ def site_from(config: str | Path | None) -> Site:
 
 def as_task(name: str, function: Callable[..., Any], *args: Any) -> Any:
     """Run one step as a Prefect task named after it (never cached, result not persisted)."""
-    step = Task(
-        function, name=name, cache_policy=NO_CACHE, persist_result=False, retries=0
-    )
+    step = Task(function, name=name, cache_policy=NO_CACHE, persist_result=False, retries=0)
     return step(*args)
 
 

@@ -88,7 +88,9 @@ def run(
     config: ConfigOption = None,
     env: Annotated[
         list[str] | None,
-        typer.Option("--env", "-e", help="Environment to back up (repeat; default: all).", show_default=False),
+        typer.Option(
+            "--env", "-e", help="Environment to back up (repeat; default: all).", show_default=False
+        ),
     ] = None,
     only: Annotated[
         OnlyChoice | None,
@@ -197,9 +199,14 @@ def _print_outcomes(outcomes: list[JobOutcome], console: Console) -> None:
             trees = ", ".join(f"{t.path} ({t.files} files)" for t in manifest.trees) or "-"
             dumps = ", ".join(d.database for d in manifest.databases) or "-"
             table.add_row(
-                manifest.environment, manifest.set_id, server, trees, dumps,
-                human_bytes(manifest.bytes), f"{outcome.seconds:.1f}",
-            )  # fmt: skip
+                manifest.environment,
+                manifest.set_id,
+                server,
+                trees,
+                dumps,
+                human_bytes(manifest.bytes),
+                f"{outcome.seconds:.1f}",
+            )
     console.print(table)
     for outcome in outcomes:
         for retention in outcome.retention:
@@ -263,9 +270,9 @@ def list_sets(
         for warning in selection.warnings:
             console.print(f"[yellow]{escape(warning)}[/yellow]")
         for name, choice in sorted(selection.environments.items()):
-            sources = sorted({s.label for s in choice.sets})
+            sources = ", ".join(sorted({s.label for s in choice.sets})) or "nothing"
             console.print(
-                f"{escape(name)}: a restore now would use {escape(', '.join(sources) or 'nothing')}; "
+                f"{escape(name)}: a restore now would use {escape(sources)}; "
                 f"{escape(choice.data_loss_words)}; {human_bytes(choice.copy_bytes)} to copy"
             )
             for missing in choice.missing:

@@ -8,6 +8,7 @@ exactly as the UI's Resume dialog does; `drp approve` and the terminal prompt us
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,20 @@ from runbooks.errors import DrpError
 from runbooks.gate import Order, OrderRecord, order_form, order_problems
 
 POLL_SECONDS = 2
+
+# Called (flow run id, plan hash, brief) just before a run in this process waits for the order:
+# the CLI answers from its options or a prompt, through the same API as the UI.
+GateListener = Callable[[UUID, str, str], None]
+_gate_listeners: list[GateListener] = []
+
+
+def add_gate_listener(listener: GateListener) -> None:
+    _gate_listeners.append(listener)
+
+
+def remove_gate_listener(listener: GateListener) -> None:
+    if listener in _gate_listeners:
+        _gate_listeners.remove(listener)
 
 
 class GateTimeout(DrpError):
@@ -45,6 +60,10 @@ def await_order(brief_markdown: str, plan_hash: str, timeout_seconds: int) -> Or
     message = ""
     while True:
         form = order_form(message + brief_markdown, plan_hash)
+        ctx = FlowRunContext.get()
+        if ctx and ctx.flow_run:
+            for listener in list(_gate_listeners):
+                listener(ctx.flow_run.id, plan_hash, brief_markdown)
         log.info(
             "Waiting for the order (plan %s): answer in the Prefect UI (Resume) or with "
             "`drp approve`; the gate closes in %s s",
@@ -89,8 +108,7 @@ def _with_defaults(answer: dict[str, Any]) -> dict[str, Any]:
     return {"ordered_by": "", "reference": "", **answer}
 
 
-def paused_plan_hash(flow_run_id: UUID | str) -> str:
-    """The plan hash the paused run's form was prefilled with (what the approver approves)."""
+def _paused_input(flow_run_id: UUID | str, part: str) -> str | None:
     from prefect.input.run_input import keyset_from_paused_state
 
     with get_client(sync_client=True) as client:
@@ -99,11 +117,26 @@ def paused_plan_hash(flow_run_id: UUID | str) -> str:
             state = run.state.name if run.state else "unknown"
             raise DrpError(f"flow run {flow_run_id} is not waiting for an order (state: {state})")
         keyset = keyset_from_paused_state(run.state)
-        value = client.read_flow_run_input(UUID(str(flow_run_id)), keyset["schema"])
-    import json
+        try:
+            return client.read_flow_run_input(UUID(str(flow_run_id)), keyset[part])
+        except Exception:  # the description is optional
+            if part == "description":
+                return None
+            raise
 
-    schema = json.loads(value)
+
+def paused_plan_hash(flow_run_id: UUID | str) -> str:
+    """The plan hash the paused run's form was prefilled with (what the approver approves)."""
+    schema = json.loads(_paused_input(flow_run_id, "schema") or "{}")
     return str(schema.get("properties", {}).get("plan_hash", {}).get("default", ""))
+
+
+def paused_brief(flow_run_id: UUID | str) -> str:
+    """The activation brief shown above the paused run's form."""
+    value = _paused_input(flow_run_id, "description")
+    if value and value.startswith('"'):
+        return str(json.loads(value))
+    return value or ""
 
 
 def wait_until_paused(

@@ -9,7 +9,6 @@ changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 
 from flows.gate import GateTimeout, await_order
+from flows.prepare import Prepared, prepare
 from flows.progress import ArtifactProgress, emit
-from runbooks.activation import (
-    Operation,
-    SwitchRecord,
-    activation_steps,
-    drill_steps,
-    plan_facts,
-    preflight_steps,
-)
-from runbooks.backups import open_catalogue, wanted_environments
+from runbooks.activation import Operation, SwitchRecord
 from runbooks.errors import DrpError, StepFailed
 from runbooks.gate import OrderRecord
 from runbooks.inventory import Site, load_site
@@ -57,10 +49,6 @@ def run_step_task(step: Step, key: str, operation_id: str) -> dict[str, Any]:
     return step.run(progress=progress).data
 
 
-def _read_only(step: Step) -> StepRecord:
-    return step.run()
-
-
 def load_or_start_report(site: Site, operation_id: str, kind: str) -> Report:
     directory = reports_dir(site)
     if report_path(directory, operation_id).exists():
@@ -72,15 +60,6 @@ def load_or_start_report(site: Site, operation_id: str, kind: str) -> Report:
             )
         return report
     return Report(operation_id, kind, site.name, started=datetime.now(UTC))
-
-
-def choose_backups(site: Site, report: Report, environments: list[str] | None) -> Any:
-    """The backups this operation restores. A resumed operation keeps the first run's choice
-    (sets made since are ignored), so its plan, and the order given for it, still hold."""
-    now = report.chosen_at or datetime.now(UTC)
-    report.chosen_at = now
-    catalogue = open_catalogue(site, now)
-    return catalogue.choose(wanted_environments(site, environments), not_after=now)
 
 
 def brief_markdown(plan: Plan, operation: Operation, kind: str) -> str:
@@ -119,59 +98,56 @@ def run_operation(
     environments: list[str] | None,
     gate_timeout_seconds: int,
     force: bool,
-    on_plan: Callable[[Plan, Report], None] | None = None,
 ) -> dict[str, Any]:
     log = get_run_logger()
     site = load_site(Path(config))
     operation_id = check_operation_id(operation_id) if operation_id else new_operation_id(kind)
     report = load_or_start_report(site, operation_id, kind)
     directory = reports_dir(site)
-    log.info("Operation %s (%s of %s); report: %s", operation_id, kind, site.name,
-             report_path(directory, operation_id))
-    selection = choose_backups(site, report, environments)
-    operation = Operation(site, operation_id, kind, selection, force=force)
+    log.info(
+        "Operation %s (%s of %s); report: %s",
+        operation_id, kind, site.name, report_path(directory, operation_id),
+    )  # fmt: skip
+    # A resumed operation keeps the first run's choice of backups (sets made since are
+    # ignored), so its plan, and the order given for it, still hold.
+    report.chosen_at = report.chosen_at or datetime.now(UTC)
+    prepared = prepare(
+        site, kind, operation_id, environments, chosen_at=report.chosen_at, force=force
+    )
     try:
-        return _run(kind, operation, report, directory, gate_timeout_seconds, on_plan)
+        return _run(prepared, report, directory, gate_timeout_seconds)
     except DrpError as err:
         report.finish("failed", str(err))
         save_report(report, directory)
         _publish(report)
         raise
     finally:
-        operation.close()
+        prepared.close()
 
 
 def _run(
-    kind: str,
-    operation: Operation,
-    report: Report,
-    directory: Path,
-    gate_timeout_seconds: int,
-    on_plan: Callable[[Plan, Report], None] | None,
+    prepared: Prepared, report: Report, directory: Path, gate_timeout_seconds: int
 ) -> dict[str, Any]:
     log = get_run_logger()
-    site = operation.site
+    operation, plan, steps = prepared.operation, prepared.plan, prepared.steps
+    kind = operation.kind
     is_drill = kind == "drill"
 
-    # 1. Preflight: read-only, never cached (it must say how the world is now).
-    for step in preflight_steps(operation, dns_check=True):
-        record = _read_only(step)
-        report.add(record)
-        log.info("%s: %s", step.title, record.reason)
-    steps = drill_steps(operation) if is_drill else activation_steps(operation)
-    plan = Plan.build(
-        operation.operation_id,
-        kind,
-        site.name,
-        [*preflight_steps(operation), *steps],
-        plan_facts(operation),
-    )
+    # 1. Preflight: read-only, never cached (it says how the world is now).
+    for step, record, why in prepared.preflight:
+        if record is not None:
+            report.add(record)
+            log.info("%s: %s", step.title, why)
+        else:
+            log.error("%s: %s", step.title, why)
     report.plan_hash = plan.hash
     report.data_loss_seconds = _data_loss_at(operation, datetime.now(UTC))
     report.backups = _backups(operation)
     save_report(report, directory)
-    if on_plan:
-        on_plan(plan, report)
+    if not prepared.preflight_ok:
+        raise StepFailed(
+            "preflight found problems, nothing was changed: " + "; ".join(prepared.failures)
+        )
 
     # 2. The order. A resumed operation whose order was given for this very plan goes on.
     order = report.order
@@ -238,8 +214,12 @@ def _run(
     report.finish("succeeded", done)
     save_report(report, directory)
     _publish(report)
-    log.info("%s. RTO %s, RPO %s.", done, human_duration(report.rto_seconds),
-             human_duration(report.data_loss_seconds))
+    log.info(
+        "%s. RTO %s, RPO %s.",
+        done,
+        human_duration(report.rto_seconds),
+        human_duration(report.data_loss_seconds),
+    )
     return report.data
 
 

@@ -16,7 +16,6 @@ A drill runs the same steps without the DNS switch (and with a "drill finished" 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +33,6 @@ from runbooks import connect
 from runbooks.backups import ChosenDump, ChosenTree, Selection
 from runbooks.errors import StepFailed
 from runbooks.inventory import Database, DnsRecord, Environment, Site, Tree, UrlCheck
-from runbooks.manifest import TreeSection
 from runbooks.render import human_bytes
 from runbooks.services import dns_provider, dns_resolver, ticket_backends
 from runbooks.steps import Applied, Change, Check, ProgressCallback, Step
@@ -87,7 +85,9 @@ class HostReachable(Step):
     phase = 10
 
     def __init__(self, op: Operation, role: str) -> None:
-        super().__init__(f"preflight-ssh-{connect.host_name(role)}", f"Reach {connect.host_name(role)} over SSH")
+        super().__init__(
+            f"preflight-ssh-{connect.host_name(role)}", f"Reach {connect.host_name(role)} over SSH"
+        )
         self.op, self.role = op, role
 
     def describe(self) -> list[Change]:
@@ -114,7 +114,11 @@ class RestoreTargetSafe(Step):
         self.op, self.db, self.chosen = op, db, chosen
 
     def describe(self) -> list[Change]:
-        return [Change("check", f"drp/{self.db.name}", f"{self.db.engine} reachable, safe to restore over")]
+        return [
+            Change(
+                "check", f"drp/{self.db.name}", f"{self.db.engine} reachable, safe to restore over"
+            )
+        ]
 
     def check(self) -> Check:
         endpoint = connect.db_endpoint(self.op.site, self.db, "drp")
@@ -163,7 +167,10 @@ class BackupsChosen(Step):
         self.op = op
 
     def describe(self) -> list[Change]:
-        return [Change("check", s.label, "verified against its manifest") for s in _sets(self.op.selection)]
+        return [
+            Change("check", s.label, "verified against its manifest")
+            for s in _sets(self.op.selection)
+        ]
 
     def check(self) -> Check:
         selection = self.op.selection
@@ -255,7 +262,9 @@ class RestoreDatabase(Step):
     phase = 30
 
     def __init__(self, op: Operation, env: Environment, db: Database, chosen: ChosenDump) -> None:
-        super().__init__(f"restore-{env.name}-{db.name}", f"Import database {db.name} of {env.name}")
+        super().__init__(
+            f"restore-{env.name}-{db.name}", f"Import database {db.name} of {env.name}"
+        )
         self.op, self.db, self.chosen = op, db, chosen
         self.engine = postgres if db.engine == "postgresql" else mysql
         set_ = chosen.set
@@ -276,7 +285,8 @@ class RestoreDatabase(Step):
             Change(
                 "restore",
                 f"drp/{self.db.name}",
-                f"{self.db.engine} from {self.chosen.set.label} ({len(d.tables)} tables, {rows} rows)",
+                f"{self.db.engine} from {self.chosen.set.label} "
+                f"({len(d.tables)} tables, {rows} rows)",
                 d.size,
             )
         ]
@@ -324,9 +334,13 @@ class RestoreDatabase(Step):
         expected = self.chosen.dump.tables
         wrong = {t: (counts.get(t), n) for t, n in expected.items() if counts.get(t) != n}
         if wrong:
-            listed = ", ".join(f"{t}: {got} rows, manifest {want}" for t, (got, want) in wrong.items())
+            listed = ", ".join(
+                f"{t}: {got} rows, manifest {want}" for t, (got, want) in wrong.items()
+            )
             return Check(False, f"row counts differ from the manifest: {listed}")
-        return Check(True, f"{len(expected)} tables, {sum(expected.values())} rows as in the manifest")
+        return Check(
+            True, f"{len(expected)} tables, {sum(expected.values())} rows as in the manifest"
+        )
 
 
 class CheckService(Step):
@@ -337,13 +351,17 @@ class CheckService(Step):
 
     def __init__(self, op: Operation, env: Environment, *, via_dns: bool = False) -> None:
         how = "through DNS" if via_dns else "through the DRP address"
-        super().__init__(f"verify-{env.name}-{'dns' if via_dns else 'drp-ip'}", f"Check {env.name} {how}")
+        super().__init__(
+            f"verify-{env.name}-{'dns' if via_dns else 'drp-ip'}", f"Check {env.name} {how}"
+        )
         self.op, self.env, self.via_dns = op, env, via_dns
         if via_dns:
             self.phase = 70
 
     def describe(self) -> list[Change]:
-        where = "resolved at the zone's name servers" if self.via_dns else f"sent to {self.op.drp_ip}"
+        where = (
+            "resolved at the zone's name servers" if self.via_dns else f"sent to {self.op.drp_ip}"
+        )
         return [Change("check", u.url, where) for u in self.env.url_checks]
 
     def _resolve(self, host: str) -> str | None:
@@ -376,7 +394,9 @@ class CheckService(Step):
                 return False, f"{host} does not resolve at the zone's name servers"
         else:
             address = self.op.drp_ip
-        probe = probe_url(url, address=address, expected_text=check.expected_text, timeout=check.max_seconds + 5)
+        probe = probe_url(
+            url, address=address, expected_text=check.expected_text, timeout=check.max_seconds + 5
+        )
         problems = probe.problems(check.expected_status, check.expected_text, check.max_seconds)
         if problems:
             return False, f"{probe.sentence()}: {', '.join(problems)}"
@@ -412,11 +432,20 @@ class SwitchRecord(Step):
     def __init__(self, op: Operation, record: DnsRecord, target: str) -> None:
         name = relative_name(record.zone, record.name if record.name != "@" else "")
         shown = name or "@"
-        super().__init__(f"dns-{record.zone}-{shown}-{record.type}", f"Point {shown}.{record.zone} {record.type} at {target}")
+        super().__init__(
+            f"dns-{record.zone}-{shown}-{record.type}",
+            f"Point {shown}.{record.zone} {record.type} at {target}",
+        )
         self.op, self.record, self.name, self.target = op, record, name, target
 
     def describe(self) -> list[Change]:
-        return [Change("update-record", f"{self.record.zone} {self.name or '@'} {self.record.type}", f"-> {self.target}")]
+        return [
+            Change(
+                "update-record",
+                f"{self.record.zone} {self.name or '@'} {self.record.type}",
+                f"-> {self.target}",
+            )
+        ]
 
     def current(self) -> tuple[str, ...]:
         return self.op.dns.get_records(self.record.zone, self.name, self.record.type).targets
@@ -429,7 +458,9 @@ class SwitchRecord(Step):
         return Check(False, f"{label} points at {', '.join(now) or 'nothing'}")
 
     def apply(self, progress: ProgressCallback | None = None) -> Applied:
-        change = self.op.dns.set_records(self.record.zone, self.name, self.record.type, [self.target])
+        change = self.op.dns.set_records(
+            self.record.zone, self.name, self.record.type, [self.target]
+        )
         return Applied(change.reason, details={"before": change.before.data})
 
 
@@ -439,9 +470,19 @@ class WaitPropagation(Step):
 
     phase = 65
 
-    def __init__(self, op: Operation, zone: str, records: list[DnsRecord], target: str, timeout: float = 120) -> None:
-        super().__init__(f"dns-propagation-{zone}", f"Wait until every name server of {zone} answers {target}")
-        self.op, self.zone, self.records, self.target, self.timeout = op, zone, records, target, timeout
+    def __init__(
+        self, op: Operation, zone: str, records: list[DnsRecord], target: str, timeout: float = 120
+    ) -> None:
+        super().__init__(
+            f"dns-propagation-{zone}", f"Wait until every name server of {zone} answers {target}"
+        )
+        self.op, self.zone, self.records, self.target, self.timeout = (
+            op,
+            zone,
+            records,
+            target,
+            timeout,
+        )
 
     def describe(self) -> list[Change]:
         what = "refresh the zone, then ask" if self.op.site.dns.provider == "ovh" else "ask"
@@ -565,7 +606,8 @@ def drill_steps(op: Operation) -> list[Step]:
             "drill-finished",
             f"DRP drill finished for {envs}",
             f"A disaster-recovery drill of {op.site.name} restored {envs} on the DRP server "
-            f"({op.drp_ip}) and checked it there. DNS was not changed. Operation {op.operation_id}.",
+            f"({op.drp_ip}) and checked it there. DNS was not changed. "
+            f"Operation {op.operation_id}.",
         )
     )
     return steps
@@ -596,10 +638,3 @@ def _estimate(size: int) -> str:
     if seconds < 60:
         return f"under a minute (at {human_bytes(int(ASSUMED_COPY_RATE))}/s)"
     return f"about {seconds / 60:.0f} min (at {human_bytes(int(ASSUMED_COPY_RATE))}/s)"
-
-
-def record_steps_of(steps: list[Step], predicate: Callable[[Step], bool]) -> list[Step]:
-    return [s for s in steps if predicate(s)]
-
-
-_ = TreeSection  # re-exported for callers building selections

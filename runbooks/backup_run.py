@@ -250,13 +250,11 @@ class RetentionResult:
     removed: tuple[Removal, ...]
 
     def summary(self) -> str:
+        head = f"retention on {self.server}/{self.environment}: kept {len(self.kept)} sets"
         if not self.removed:
-            return f"retention on {self.server}/{self.environment}: kept {len(self.kept)} sets, removed none"
+            return f"{head}, removed none"
         gone = "; ".join(f"{r.set_id} ({r.reason})" for r in self.removed)
-        return (
-            f"retention on {self.server}/{self.environment}: kept {len(self.kept)} sets, "
-            f"removed {len(self.removed)}: {gone}"
-        )
+        return f"{head}, removed {len(self.removed)}: {gone}"
 
 
 @dataclass
@@ -337,7 +335,9 @@ def open_set(ctx: BackupContext, job: BackupJob, role: Role) -> OpenedSet:
 
 def source_kind_argv(path: str) -> list[str]:
     """Prints `dir`, `file` or `missing` for `path` on the host."""
-    script = 'if [ -d "$1" ]; then echo dir; elif [ -e "$1" ]; then echo file; else echo missing; fi'
+    script = (
+        'if [ -d "$1" ]; then echo dir; elif [ -e "$1" ]; then echo file; else echo missing; fi'
+    )
     return ["sh", "-c", script, "sh", path]
 
 
@@ -386,7 +386,11 @@ def _pull(
     stats = parse_stats(result.stdout)
     ctx.progress(what, 100.0)
     vanished = result.exit_code == VANISHED_FILES
-    return (stats.literal_bytes if stats else 0), vanished, result.stderr.strip() if vanished else ""
+    return (
+        (stats.literal_bytes if stats else 0),
+        vanished,
+        result.stderr.strip() if vanished else "",
+    )
 
 
 def _tree(ctx: BackupContext, job: BackupJob, section: TreeSection, name: str) -> Tree:
@@ -418,30 +422,45 @@ def copy_tree(
     link_dest = f"../../../{previous}/{rel}" if previous else None
     options = CopyOptions(delete=True, excludes=tuple(tree.exclude))
     argv = pull_argv(
-        source, home_relative(dest), options, link_dest=link_dest,
+        source,
+        home_relative(dest),
+        options,
+        link_dest=link_dest,
         only_name=posixpath.basename(tree.path) if is_file else None,
-    )  # fmt: skip
+    )
     copied_at = _now()
     what = f"{host_name(opened.server)}: {rel}"
     sent, vanished, warning = _pull(ctx, opened.server, source, dest, argv, what)
     stats = ctx.runner(opened.server).run(mf.tree_stats_argv(dest))
     digest, files, size = mf.parse_tree_stats(stats.stdout)
     if vanished:
-        ctx.say(f"{what}: some files vanished during the copy (changed on production): {warning[:200]}")
+        ctx.say(
+            f"{what}: some files vanished during the copy (changed on production): {warning[:200]}"
+        )
     linked = f", unchanged files linked to {previous}" if previous else ""
     ctx.say(f"{what}: {files} files, {size} bytes ({sent} bytes copied{linked})")
     return TreeRecord(
-        section=section, name=name, source=tree.path, path=rel, source_is_file=is_file,
-        files=files, bytes=size, digest=digest, copied_at=copied_at, linked_to=previous,
+        section=section,
+        name=name,
+        source=tree.path,
+        path=rel,
+        source_is_file=is_file,
+        files=files,
+        bytes=size,
+        digest=digest,
+        copied_at=copied_at,
+        linked_to=previous,
         transferred_bytes=sent,
-    )  # fmt: skip
+    )
 
 
 def _database(ctx: BackupContext, job: BackupJob, name: str) -> Database:
     for db in job_databases(ctx.site, job):
         if db.name == name:
             return db
-    raise ConfigError(f"environment {job.environment} has no database {name!r} in a {job.kind.value} backup")
+    raise ConfigError(
+        f"environment {job.environment} has no database {name!r} in a {job.kind.value} backup"
+    )
 
 
 def stage_dump(ctx: BackupContext, job: BackupJob, database: str) -> StagedDump:
@@ -469,11 +488,18 @@ def stage_dump(ctx: BackupContext, job: BackupJob, database: str) -> StagedDump:
         f"{len(tables)} tables, {sum(tables.values())} rows"
     )
     return StagedDump(
-        database=db.name, engine=db.engine, user_database=db.user_database,
-        staging_dir=staging, filename=filename, size=result.size_bytes, sha256=result.sha256,
-        format=result.format, dumped_at=dumped_at, tables=tables,
+        database=db.name,
+        engine=db.engine,
+        user_database=db.user_database,
+        staging_dir=staging,
+        filename=filename,
+        size=result.size_bytes,
+        sha256=result.sha256,
+        format=result.format,
+        dumped_at=dumped_at,
+        tables=tables,
         counts_exact=result.counts_exact,
-    )  # fmt: skip
+    )
 
 
 def fetch_dump(ctx: BackupContext, opened: OpenedSet, staged: StagedDump) -> DumpRecord:
@@ -484,7 +510,9 @@ def fetch_dump(ctx: BackupContext, opened: OpenedSet, staged: StagedDump) -> Dum
     what = f"{host_name(opened.server)}: databases/{staged.filename}"
     _pull(ctx, opened.server, source, dest, argv, what)
     rel = f"databases/{staged.filename}"
-    found = mf.parse_file_stats(ctx.runner(opened.server).run(mf.file_stats_argv([f"{opened.path}/{rel}"])).stdout)
+    found = mf.parse_file_stats(
+        ctx.runner(opened.server).run(mf.file_stats_argv([f"{opened.path}/{rel}"])).stdout
+    )
     actual = next(iter(found.values()), None)
     if actual != (staged.size, staged.sha256):
         raise VerifyFailed(
@@ -493,10 +521,16 @@ def fetch_dump(ctx: BackupContext, opened: OpenedSet, staged: StagedDump) -> Dum
         )
     ctx.say(f"{what}: copied, sha256 verified")
     return DumpRecord(
-        database=staged.database, engine=staged.engine, user_database=staged.user_database,
-        path=rel, format=staged.format, size=staged.size, sha256=staged.sha256,
-        dumped_at=staged.dumped_at, tables=staged.tables,
-    )  # fmt: skip
+        database=staged.database,
+        engine=staged.engine,
+        user_database=staged.user_database,
+        path=rel,
+        format=staged.format,
+        size=staged.size,
+        sha256=staged.sha256,
+        dumped_at=staged.dumped_at,
+        tables=staged.tables,
+    )
 
 
 def clear_staging_argv(environment: str, set_id: str, stale_minutes: int) -> list[str]:
@@ -534,13 +568,21 @@ def write_manifest(
             "no manifest written, so it stays incomplete"
         )
     manifest = Manifest(
-        set_id=job.set_id, kind=job.kind, environment=job.environment,
-        source_host=host_name("production"), backup_host=host_name(opened.server),
-        started=job.started, completed=_now(), trees=list(trees), databases=list(dumps),
-    )  # fmt: skip
+        set_id=job.set_id,
+        kind=job.kind,
+        environment=job.environment,
+        source_host=host_name("production"),
+        backup_host=host_name(opened.server),
+        started=job.started,
+        completed=_now(),
+        trees=list(trees),
+        databases=list(dumps),
+    )
     target = f"{opened.path}/{mf.MANIFEST_NAME}"
     ctx.runner(opened.server).run(mf.write_file_atomically_argv(target), stdin=manifest.to_json())
-    ctx.say(f"{host_name(opened.server)}: set {job.environment}/{job.set_id} complete, manifest written")
+    ctx.say(
+        f"{host_name(opened.server)}: set {job.environment}/{job.set_id} complete, manifest written"
+    )
     return manifest
 
 
@@ -595,9 +637,11 @@ def apply_retention(
         runner.run(mf.remove_tree_argv(s.path))
         ctx.say(f"{host_name(role)}: removed set {environment}/{s.set_id}: {reason}")
     return RetentionResult(
-        host_name(role), environment, tuple(s.set_id for s in kept),
+        host_name(role),
+        environment,
+        tuple(s.set_id for s in kept),
         tuple(Removal(s.set_id, reason) for s, reason in removed),
-    )  # fmt: skip
+    )
 
 
 # -- the whole job -----------------------------------------------------------------------------
@@ -619,7 +663,15 @@ def run_job(ctx: BackupContext, job: BackupJob, call: Call = direct_call) -> Job
     for section, name, _ in job_trees(ctx.site, job):
         for o in opened:
             trees[o.server].append(
-                call(f"copy-{section.value}-{name}-{host_name(o.server)}", copy_tree, ctx, job, o, section, name)
+                call(
+                    f"copy-{section.value}-{name}-{host_name(o.server)}",
+                    copy_tree,
+                    ctx,
+                    job,
+                    o,
+                    section,
+                    name,
+                )
             )
     dumps: dict[Role, list[DumpRecord]] = {o.server: [] for o in opened}
     try:
@@ -637,16 +689,26 @@ def run_job(ctx: BackupContext, job: BackupJob, call: Call = direct_call) -> Job
                 outcome.warnings.append(f"could not clear the staged dumps on production: {err}")
     for o in opened:
         outcome.manifests[host_name(o.server)] = call(
-            f"manifest-{host_name(o.server)}", write_manifest, ctx, job, o, trees[o.server], dumps[o.server]
+            f"manifest-{host_name(o.server)}",
+            write_manifest,
+            ctx,
+            job,
+            o,
+            trees[o.server],
+            dumps[o.server],
         )
     for o in opened:
         outcome.retention.append(
-            call(f"retention-{host_name(o.server)}", apply_retention, ctx, o.server, job.environment)
+            call(
+                f"retention-{host_name(o.server)}", apply_retention, ctx, o.server, job.environment
+            )
         )
     outcome.seconds = (_now() - started).total_seconds()
     ctx.say(outcome.summary())
     return outcome
 
 
-def run_jobs(ctx: BackupContext, jobs: Sequence[BackupJob], call: Call = direct_call) -> list[JobOutcome]:
+def run_jobs(
+    ctx: BackupContext, jobs: Sequence[BackupJob], call: Call = direct_call
+) -> list[JobOutcome]:
     return [run_job(ctx, job, call) for job in jobs]

@@ -99,9 +99,16 @@ class BackupSet:
 
     def with_status(self, status: SetStatus, reason: str) -> BackupSet:
         return BackupSet(
-            self.server, self.area, self.environment, self.set_id, self.kind, self.started,
-            status, reason, self.manifest,
-        )  # fmt: skip
+            self.server,
+            self.area,
+            self.environment,
+            self.set_id,
+            self.kind,
+            self.started,
+            status,
+            reason,
+            self.manifest,
+        )
 
     @property
     def data(self) -> dict[str, Any]:
@@ -341,7 +348,9 @@ class EnvironmentChoice:
         return sorted(seen.values(), key=lambda s: s.started, reverse=True)
 
     def tree(self, section: TreeSection, name: str) -> ChosenTree | None:
-        return next((t for t in self.trees if (t.tree.section, t.tree.name) == (section, name)), None)
+        return next(
+            (t for t in self.trees if (t.tree.section, t.tree.name) == (section, name)), None
+        )
 
     def dump(self, database: str) -> ChosenDump | None:
         return next((d for d in self.dumps if d.dump.database == database), None)
@@ -351,22 +360,36 @@ class EnvironmentChoice:
         return {
             "environment": self.environment,
             "trees": [
-                {"section": t.tree.section.value, "name": t.tree.name, "server": t.set.server,
-                 "set_id": t.set.set_id, "path": t.path, "files": t.tree.files,
-                 "bytes": t.tree.bytes, "captured": t.captured.isoformat()}
+                {
+                    "section": t.tree.section.value,
+                    "name": t.tree.name,
+                    "server": t.set.server,
+                    "set_id": t.set.set_id,
+                    "path": t.path,
+                    "files": t.tree.files,
+                    "bytes": t.tree.bytes,
+                    "captured": t.captured.isoformat(),
+                }
                 for t in self.trees
             ],
             "databases": [
-                {"database": d.dump.database, "engine": d.dump.engine, "server": d.set.server,
-                 "set_id": d.set.set_id, "path": d.path, "bytes": d.dump.size,
-                 "sha256": d.dump.sha256, "captured": d.captured.isoformat()}
+                {
+                    "database": d.dump.database,
+                    "engine": d.dump.engine,
+                    "server": d.set.server,
+                    "set_id": d.set.set_id,
+                    "path": d.path,
+                    "bytes": d.dump.size,
+                    "sha256": d.dump.sha256,
+                    "captured": d.captured.isoformat(),
+                }
                 for d in self.dumps
             ],
             "missing": list(self.missing),
             "data_loss_seconds": self.data_loss_seconds,
             "data_loss": self.data_loss_words,
             "copy_bytes": self.copy_bytes,
-        }  # fmt: skip
+        }
 
 
 @dataclass
@@ -446,7 +469,9 @@ class Catalogue:
             log.warning("backup server %s unreachable: %s", server.name, err)
             return []
         if not result.ok:
-            self.unreachable[server.name] = result.stderr.strip()[:300] or f"exit {result.exit_code}"
+            self.unreachable[server.name] = (
+                result.stderr.strip()[:300] or f"exit {result.exit_code}"
+            )
             return []
         return parse_listing(server.name, server.area, result.stdout, self.now)
 
@@ -464,7 +489,15 @@ class Catalogue:
         check = self.verify(backup_set)
         return backup_set if check.ok else backup_set.with_status(SetStatus.CORRUPT, check.reason)
 
-    def choose(self, wanted: Iterable[WantedEnvironment], *, verify: bool = True) -> Selection:
+    def choose(
+        self,
+        wanted: Iterable[WantedEnvironment],
+        *,
+        verify: bool = True,
+        not_after: datetime | None = None,
+    ) -> Selection:
+        """The newest usable sets for each environment; with `not_after`, only sets started
+        by then (a resumed operation keeps the choice its first run made)."""
         warnings: list[str] = []
         warned: set[str] = set()
 
@@ -483,7 +516,13 @@ class Catalogue:
             warnings.append(f"backup server {server} could not be read: {why}")
         environments: dict[str, EnvironmentChoice] = {}
         for env in wanted:
-            complete = [s for s in self.sets(env.name) if s.usable and s.manifest is not None]
+            complete = [
+                s
+                for s in self.sets(env.name)
+                if s.usable
+                and s.manifest is not None
+                and (not_after is None or s.started <= not_after)
+            ]
             choice = EnvironmentChoice(env.name, self.now)
             _choose_trees(env, complete, usable, choice)
             _choose_dumps(env, complete, usable, choice)
@@ -544,7 +583,9 @@ def _choose_dumps(
 # -- from the inventory ------------------------------------------------------------------------
 
 
-def wanted_environments(site: Site, environments: Iterable[str] | None = None) -> list[WantedEnvironment]:
+def wanted_environments(
+    site: Site, environments: Iterable[str] | None = None
+) -> list[WantedEnvironment]:
     """What a restore of each environment (all by default) needs, from the inventory."""
     from runbooks.connect import environment_trees
 

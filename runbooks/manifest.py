@@ -104,8 +104,16 @@ def parse_set_id(set_id: str) -> tuple[datetime, SetKind]:
     """The start time and kind a set id names; ValueError if it is not one of ours."""
     match = _SET_ID.match(set_id)
     if not match:
-        raise ValueError(f"{set_id!r} is not a backup set id (expected e.g. 20261129T020000Z-daily)")
-    started = datetime.strptime(match["time"], SET_ID_TIME_FORMAT).replace(tzinfo=UTC)
+        raise ValueError(
+            f"{set_id!r} is not a backup set id (expected e.g. 20261129T020000Z-daily)"
+        )
+    kinds = [k.value for k in SetKind]
+    if match["kind"] not in kinds:
+        raise ValueError(f"{set_id!r} is not a backup set id (kind not one of {', '.join(kinds)})")
+    try:
+        started = datetime.strptime(match["time"], SET_ID_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"{set_id!r} is not a backup set id (not a date and time)") from None
     return started, SetKind(match["kind"])
 
 
@@ -207,7 +215,8 @@ class DumpRecord(BaseModel):
     sha256: str = Field(description="sha256 of the dump (hex), checked on the backup server")
     dumped_at: datetime = Field(description="When the dump started (UTC)")
     tables: dict[str, int] = Field(
-        description="Row count per table (schema.table for PostgreSQL), read on the source at dump time"
+        description="Row count per table (schema.table for PostgreSQL), read on the source at "
+        "dump time"
     )
 
     @field_validator("sha256")
@@ -277,8 +286,8 @@ class Manifest(BaseModel):
 
 # Listing, sorted bytewise so that two hosts with different locales agree on the order.
 _TREE_STATS = (
-    'L=$(mktemp) && trap \'rm -f "$L"\' EXIT && '
-    "find \"$1\" -type f -printf '%P\\t%s\\t%Ts\\n' | LC_ALL=C sort > \"$L\" && "
+    "L=$(mktemp) && trap 'rm -f \"$L\"' EXIT && "
+    'find "$1" -type f -printf \'%P\\t%s\\t%Ts\\n\' | LC_ALL=C sort > "$L" && '
     'sha256sum < "$L" | cut -d" " -f1 && wc -l < "$L" && '
     "awk -F'\\t' '{s += $2} END {printf \"%.0f\\n\", s}' \"$L\""
 )
@@ -286,7 +295,13 @@ _TREE_STATS = (
 
 def tree_stats_argv(path: str) -> list[str]:
     """Prints three lines for the tree at `path`: listing digest, file count, total bytes."""
-    return ["sh", "-c", f'test -d "$1" || {{ echo "no such directory: $1" >&2; exit 3; }}; {_TREE_STATS}', "sh", path]
+    return [
+        "sh",
+        "-c",
+        f'test -d "$1" || {{ echo "no such directory: $1" >&2; exit 3; }}; {_TREE_STATS}',
+        "sh",
+        path,
+    ]
 
 
 def parse_tree_stats(stdout: str) -> tuple[str, int, int]:
@@ -325,8 +340,9 @@ def list_sets_argv(area: str) -> list[str]:
     ids are listed too (the reader ignores them)."""
     script = (
         'cd "$1" 2>/dev/null || exit 0; '
-        "for d in */*/; do [ -d \"$d\" ] || continue; d=${d%/}; "
-        'if [ -f "$d/manifest.json" ]; then printf "%s\\t%s\\n" "$d" "$(base64 -w0 "$d/manifest.json")"; '
+        'for d in */*/; do [ -d "$d" ] || continue; d=${d%/}; '
+        'if [ -f "$d/manifest.json" ]; then '
+        'printf "%s\\t%s\\n" "$d" "$(base64 -w0 "$d/manifest.json")"; '
         'else printf "%s\\t\\n" "$d"; fi; done'
     )
     return ["sh", "-c", script, "sh", area]

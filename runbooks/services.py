@@ -18,7 +18,8 @@ from providers.tickets import (
     TicketBackend,
     WebhookTicketBackend,
 )
-from runbooks.inventory import FileTickets, OvhDns as OvhDnsConfig, Site, SmtpTickets
+from runbooks.inventory import FileTickets, Site, SmtpTickets
+from runbooks.inventory import OvhDns as OvhDnsConfig
 
 REPORTS_ENV = "DRP_REPORTS_DIR"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from lab import topology
 from providers import rsync
@@ -16,8 +17,15 @@ from providers.ssh import SshHost, SshTarget
 RECEIVER_KEY = "~/.ssh/id_ed25519"
 
 
-def ssh_host(name: str) -> SshHost:
-    paths = topology.paths()
+class Lab(Protocol):
+    """The part of the `lab` fixture's handle these tests use."""
+
+    paths: topology.LabPaths
+    secrets: dict[str, str]
+
+
+def ssh_host(lab: Lab, name: str) -> SshHost:
+    paths = lab.paths
     lab_host = topology.host(name)
     target = SshTarget(
         name=name,

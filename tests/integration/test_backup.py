@@ -143,16 +143,25 @@ def test_daily_backup_writes_a_set_whose_manifest_matches_production(scene) -> N
     manifest = outcome.manifests[server]
     assert manifest.kind is SetKind.DAILY and manifest.backup_host == server
     root = s.set_root(server, manifest.set_id)
-    assert sorted(p.name for p in root.iterdir()) == ["configs", "databases", "files", "manifest.json"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        "configs",
+        "databases",
+        "files",
+        "manifest.json",
+    ]
     assert mf.Manifest.from_json((root / "manifest.json").read_text()) == manifest
 
     env = s.site.environment("app")
     www = manifest.tree(TreeSection.FILES, "www")
     assert www is not None
-    assert (www.files, www.bytes) == production_files(env.files[0].path, tuple(env.files[0].exclude))
+    assert (www.files, www.bytes) == production_files(
+        env.files[0].path, tuple(env.files[0].exclude)
+    )
     assert www.files > 100  # the seeded site, not an empty copy
     config = manifest.tree(TreeSection.CONFIGS, "config")
-    assert config is not None and (config.files, config.bytes) == production_files(env.configs[0].path)
+    assert config is not None and (config.files, config.bytes) == production_files(
+        env.configs[0].path
+    )
 
     for db in env.databases:
         dump = manifest.dump(db.name)
@@ -160,7 +169,9 @@ def test_daily_backup_writes_a_set_whose_manifest_matches_production(scene) -> N
         data = (root / dump.path).read_bytes()
         assert (len(data), hashlib.sha256(data).hexdigest()) == (dump.size, dump.sha256)
         reader = postgres if db.engine == "postgresql" else mysql
-        counts = reader.table_counts(db_endpoint(s.site, db, "production"), database_password(s.site, db))
+        counts = reader.table_counts(
+            db_endpoint(s.site, db, "production"), database_password(s.site, db)
+        )
         assert dump.tables == counts and sum(counts.values()) > 0
     # The staged dumps are gone from production.
     assert not (topology.paths().host_root("production") / ".drp-staging").exists()
@@ -231,7 +242,9 @@ def test_interrupted_backup_is_listed_incomplete_and_never_chosen(scene) -> None
         for line in lines
     )
 
-    listed = json.loads(CliRunner().invoke(backup_app, ["list", "--config", str(s.path), "--json"]).output)
+    listed = json.loads(
+        CliRunner().invoke(backup_app, ["list", "--config", str(s.path), "--json"]).output
+    )
     statuses = {(x["server"], x["status"]) for x in listed["sets"]}
     assert statuses == {("backup-even", "complete"), ("backup-odd", "incomplete")}
 
@@ -240,7 +253,9 @@ def test_interrupted_backup_is_listed_incomplete_and_never_chosen(scene) -> None
 
 
 @pytest.mark.parametrize("damage", ["change-a-byte-in-a-dump", "delete-a-file-of-the-tree"])
-def test_damaged_newest_set_falls_back_to_the_older_one_on_the_other_server(scene, damage: str) -> None:
+def test_damaged_newest_set_falls_back_to_the_older_one_on_the_other_server(
+    scene, damage: str
+) -> None:
     s = scene()
     older = s.daily("even").manifests["backup-even"]
     next_second()
@@ -312,7 +327,9 @@ def _owner(path: Path) -> tuple[int, int]:
 # -- the command line, and secrets -------------------------------------------------------------
 
 
-def test_backup_run_command_and_no_secret_anywhere(scene, lab, caplog: pytest.LogCaptureFixture) -> None:
+def test_backup_run_command_and_no_secret_anywhere(
+    scene, lab, caplog: pytest.LogCaptureFixture
+) -> None:
     s = scene()
     caplog.set_level(logging.DEBUG)
     runner = CliRunner()
@@ -360,7 +377,9 @@ def test_backup_commands_require_an_inventory(monkeypatch: pytest.MonkeyPatch) -
 def test_parity_picks_the_server(scene) -> None:
     s = scene()
     (even,) = plan_environment_backup(s.site, now=datetime(2026, 11, 30, 1, tzinfo=UTC))
-    (odd,) = plan_environment_backup(s.site, now=datetime(2026, 11, 30, 1, tzinfo=UTC), parity="odd")
+    (odd,) = plan_environment_backup(
+        s.site, now=datetime(2026, 11, 30, 1, tzinfo=UTC), parity="odd"
+    )
     assert (even.parity, even.servers) == (Parity.EVEN, ("backup_even",))
     assert (odd.parity, odd.servers) == (Parity.ODD, ("backup_odd",))
     # A backup area that does not exist yet holds no set, and is no error.

@@ -9,10 +9,9 @@ from collections.abc import Iterator
 
 import pymysql
 import pytest
-from db_lab import RecordingRunner, copy_dir_from_production, endpoint, new_tag, ssh_host
+from db_lab import Lab, RecordingRunner, copy_dir_from_production, endpoint, new_tag, ssh_host
 
 from lab import topology
-from lab.secrets import load_secrets
 from providers import mysql as my
 from providers.dbcommon import DatabaseError, DbEndpoint, DumpResult, NonEmptyDatabase
 from providers.ssh import SshHost
@@ -28,20 +27,20 @@ PRODUCTION = endpoint("production", topology.MYSQL_PORT, topology.APP_MYSQL_DB)
 
 
 @pytest.fixture(scope="module")
-def password(lab: object) -> str:
-    return load_secrets(topology.paths())["DRP_LAB_MYSQL_PASSWORD"]
+def password(lab: Lab) -> str:
+    return lab.secrets["DRP_LAB_MYSQL_PASSWORD"]
 
 
 @pytest.fixture(scope="module")
-def production(lab: object) -> Iterator[SshHost]:
-    with ssh_host("production") as host:
+def production(lab: Lab) -> Iterator[SshHost]:
+    with ssh_host(lab, "production") as host:
         yield host
         host.run(["rm", "-rf", "--", SCRATCH])
 
 
 @pytest.fixture(scope="module")
-def drp(lab: object, password: str) -> Iterator[SshHost]:
-    with ssh_host("drp") as host:
+def drp(lab: Lab, password: str) -> Iterator[SshHost]:
+    with ssh_host(lab, "drp") as host:
         yield host
         host.run(["rm", "-rf", "--", SCRATCH])
     for name in _databases(password):

@@ -9,11 +9,10 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from db_lab import RecordingRunner, copy_dir_from_production, endpoint, new_tag, ssh_host
+from db_lab import Lab, RecordingRunner, copy_dir_from_production, endpoint, new_tag, ssh_host
 from psycopg import sql
 
 from lab import topology
-from lab.secrets import load_secrets
 from providers import postgres as pg
 from providers.dbcommon import DatabaseError, DbEndpoint, DumpResult, NonEmptyDatabase
 from providers.ssh import SshHost
@@ -28,20 +27,20 @@ PREFIX = f"app_users_test_{TAG}"
 
 
 @pytest.fixture(scope="module")
-def password(lab: object) -> str:
-    return load_secrets(topology.paths())["DRP_LAB_PG_PASSWORD"]
+def password(lab: Lab) -> str:
+    return lab.secrets["DRP_LAB_PG_PASSWORD"]
 
 
 @pytest.fixture(scope="module")
-def production(lab: object) -> Iterator[SshHost]:
-    with ssh_host("production") as host:
+def production(lab: Lab) -> Iterator[SshHost]:
+    with ssh_host(lab, "production") as host:
         yield host
         host.run(["rm", "-rf", "--", SCRATCH])
 
 
 @pytest.fixture(scope="module")
-def drp(lab: object, password: str) -> Iterator[SshHost]:
-    with ssh_host("drp") as host:
+def drp(lab: Lab, password: str) -> Iterator[SshHost]:
+    with ssh_host(lab, "drp") as host:
         yield host
         host.run(["rm", "-rf", "--", SCRATCH])
     _drop_scratch_databases(password)

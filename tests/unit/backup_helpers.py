@@ -46,11 +46,19 @@ class LocalRunner:
         started = time.monotonic()
         env = {**os.environ, **(secret_env or {})}
         done = subprocess.run(
-            list(argv), cwd=self.cwd, input=stdin or "", capture_output=True, text=True, env=env,
-            timeout=timeout, check=False,
-        )  # fmt: skip
+            list(argv),
+            cwd=self.cwd,
+            input=stdin or "",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
         self.commands.append(tuple(argv))
-        result = CommandResult(tuple(argv), done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+        result = CommandResult(
+            tuple(argv), done.returncode, done.stdout, done.stderr, time.monotonic() - started
+        )
         if check and not result.ok:
             raise RuntimeError(f"{argv} failed: {done.stderr}")
         return result
@@ -95,10 +103,16 @@ def make_set(
         digest, count, size = tree_digest(www)
         trees.append(
             TreeRecord(
-                section=TreeSection.FILES, name="www", source="srv/app/www", path="files/www",
-                files=count, bytes=size, digest=digest, copied_at=started,
+                section=TreeSection.FILES,
+                name="www",
+                source="srv/app/www",
+                path="files/www",
+                files=count,
+                bytes=size,
+                digest=digest,
+                copied_at=started,
             )
-        )  # fmt: skip
+        )
     records: list[DumpRecord] = []
     default_dumps = {"app_users": b"users dump", "app_shop": b"shop dump"}
     if kind is SetKind.USER_DATABASES:
@@ -110,18 +124,29 @@ def make_set(
         (root / rel).write_bytes(content)
         records.append(
             DumpRecord(
-                database=name, engine=engine, user_database=name in user_databases, path=rel,
+                database=name,
+                engine=engine,
+                user_database=name in user_databases,
+                path=rel,
                 format="pg_dump -Fc" if engine == "postgresql" else "mysqldump",
-                size=len(content), sha256=hashlib.sha256(content).hexdigest(),
-                dumped_at=started + timedelta(seconds=1), tables={"public.users": 3},
+                size=len(content),
+                sha256=hashlib.sha256(content).hexdigest(),
+                dumped_at=started + timedelta(seconds=1),
+                tables={"public.users": 3},
             )
-        )  # fmt: skip
+        )
     root.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(
-        set_id=set_id, kind=kind, environment=environment, source_host="production",
-        backup_host=server, started=started, completed=started + timedelta(seconds=5),
-        trees=trees, databases=records,
-    )  # fmt: skip
+        set_id=set_id,
+        kind=kind,
+        environment=environment,
+        source_host="production",
+        backup_host=server,
+        started=started,
+        completed=started + timedelta(seconds=5),
+        trees=trees,
+        databases=records,
+    )
     if write_manifest:
         (root / "manifest.json").write_text(manifest.to_json())
     return root, manifest

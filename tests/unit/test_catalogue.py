@@ -43,9 +43,16 @@ def homes(tmp_path: Path) -> dict[str, Path]:
 
 def catalogue(homes: dict[str, Path], now: datetime = NOW) -> Catalogue:
     servers = [
-        BackupServer("backup-even", "backup_even", "backups", LocalRunner("backup-even", homes["backup-even"])),
-        BackupServer("backup-odd", "backup_odd", "backups", LocalRunner("backup-odd", homes["backup-odd"])),
-    ]  # fmt: skip
+        BackupServer(
+            "backup-even",
+            "backup_even",
+            "backups",
+            LocalRunner("backup-even", homes["backup-even"]),
+        ),
+        BackupServer(
+            "backup-odd", "backup_odd", "backups", LocalRunner("backup-odd", homes["backup-odd"])
+        ),
+    ]
     return Catalogue(servers, now)
 
 
@@ -104,7 +111,12 @@ def test_catalogue_lists_both_servers_newest_first(homes: dict[str, Path]) -> No
 def test_newest_daily_and_newer_user_database_set_are_chosen(homes: dict[str, Path]) -> None:
     make_set(homes["backup-odd"], started=YESTERDAY, server="backup-odd")
     make_set(homes["backup-even"], started=TODAY)
-    make_set(homes["backup-odd"], started=TODAY + timedelta(hours=6), kind=SetKind.USER_DATABASES, server="backup-odd")
+    make_set(
+        homes["backup-odd"],
+        started=TODAY + timedelta(hours=6),
+        kind=SetKind.USER_DATABASES,
+        server="backup-odd",
+    )
 
     selection = catalogue(homes).choose([APP])
     app = selection["app"]
@@ -133,7 +145,9 @@ def test_incomplete_set_is_never_chosen(homes: dict[str, Path]) -> None:
     assert {d.set.label for d in app.dumps} == {"backup-odd:app/20261128T020000Z-daily"}
 
 
-def test_damaged_dump_falls_back_to_the_older_set_on_the_other_server(homes: dict[str, Path]) -> None:
+def test_damaged_dump_falls_back_to_the_older_set_on_the_other_server(
+    homes: dict[str, Path],
+) -> None:
     make_set(homes["backup-odd"], started=YESTERDAY, server="backup-odd")
     newest, _ = make_set(homes["backup-even"], started=TODAY)
     dump = newest / "databases" / "app_users.dump"
@@ -156,7 +170,9 @@ def test_damaged_dump_falls_back_to_the_older_set_on_the_other_server(homes: dic
 
 def test_missing_tree_file_or_dump_makes_a_set_unusable(homes: dict[str, Path]) -> None:
     make_set(homes["backup-odd"], started=YESTERDAY, server="backup-odd")
-    newest, _ = make_set(homes["backup-even"], started=TODAY, files={"index.html": b"x", "a/b.css": b"yy"})
+    newest, _ = make_set(
+        homes["backup-even"], started=TODAY, files={"index.html": b"x", "a/b.css": b"yy"}
+    )
     (newest / "files" / "www" / "a" / "b.css").unlink()
     (newest / "databases" / "app_shop.sql").unlink()
     selection = catalogue(homes).choose([APP])
@@ -193,7 +209,9 @@ def test_nothing_usable_is_reported_missing(homes: dict[str, Path]) -> None:
 
 def test_tree_added_to_the_inventory_since_the_backup_is_missing(homes: dict[str, Path]) -> None:
     make_set(homes["backup-even"], started=TODAY)
-    wanted = WantedEnvironment("app", ((TreeSection.FILES, "www"), (TreeSection.CONFIGS, "config")), ())
+    wanted = WantedEnvironment(
+        "app", ((TreeSection.FILES, "www"), (TreeSection.CONFIGS, "config")), ()
+    )
     app = catalogue(homes).choose([wanted])["app"]
     assert [t.tree.name for t in app.trees] == ["www"]
     assert app.missing == [
@@ -202,12 +220,18 @@ def test_tree_added_to_the_inventory_since_the_backup_is_missing(homes: dict[str
     ]
 
 
-def test_unreachable_server_is_a_warning_and_the_other_is_used(homes: dict[str, Path], tmp_path: Path) -> None:
+def test_unreachable_server_is_a_warning_and_the_other_is_used(
+    homes: dict[str, Path], tmp_path: Path
+) -> None:
     make_set(homes["backup-odd"], started=YESTERDAY, server="backup-odd")
     servers = [
-        BackupServer("backup-even", "backup_even", "backups", LocalRunner("backup-even", tmp_path / "gone")),
-        BackupServer("backup-odd", "backup_odd", "backups", LocalRunner("backup-odd", homes["backup-odd"])),
-    ]  # fmt: skip
+        BackupServer(
+            "backup-even", "backup_even", "backups", LocalRunner("backup-even", tmp_path / "gone")
+        ),
+        BackupServer(
+            "backup-odd", "backup_odd", "backups", LocalRunner("backup-odd", homes["backup-odd"])
+        ),
+    ]
     selection = Catalogue(servers, NOW).choose([APP])
     assert selection.warnings[0].startswith("backup server backup-even could not be read: ")
     assert selection["app"].complete

@@ -25,10 +25,13 @@ def test_set_id_is_utc_time_and_kind_and_sorts_by_time() -> None:
     assert sorted(ids) == ids
 
 
-@pytest.mark.parametrize("bad", ["20261129-daily", "20261129T020005Z-weekly", "notes", "x/../y"])
+@pytest.mark.parametrize(
+    "bad",
+    ["20261129-daily", "20261129T020005Z-weekly", "20261339T020005Z-daily", "notes", "x/../y"],
+)
 def test_names_that_are_not_set_ids_are_refused(bad: str) -> None:
     assert not mf.is_set_id(bad)
-    with pytest.raises(ValueError, match="is not a backup set id|weekly"):
+    with pytest.raises(ValueError, match="is not a backup set id"):
         mf.parse_set_id(bad)
 
 
@@ -131,7 +134,9 @@ def test_tree_stats_match_the_documented_listing(tmp_path: Path) -> None:
     # Re-dating one file changes the digest, not the counts.
     old = time.time() - 3600
     os.utime(tree / "a.txt", (old, old))
-    digest2, files2, size2 = mf.parse_tree_stats(runner.run(mf.tree_stats_argv("tree with space")).stdout)
+    digest2, files2, size2 = mf.parse_tree_stats(
+        runner.run(mf.tree_stats_argv("tree with space")).stdout
+    )
     assert (files2, size2) == (files, size) and digest2 != digest
 
 
@@ -153,7 +158,9 @@ def test_file_stats_give_size_and_sha256_or_missing(tmp_path: Path) -> None:
 
 def test_list_sets_gives_one_line_per_set_with_its_manifest(tmp_path: Path) -> None:
     make_set(tmp_path, started=T0)
-    make_set(tmp_path, started=T0 + timedelta(hours=2), kind=SetKind.USER_DATABASES, write_manifest=False)
+    make_set(
+        tmp_path, started=T0 + timedelta(hours=2), kind=SetKind.USER_DATABASES, write_manifest=False
+    )
     runner = LocalRunner("here", tmp_path)
     lines = runner.run(mf.list_sets_argv("backups")).stdout.splitlines()
     assert len(lines) == 2

@@ -1,0 +1,364 @@
+"""`drp plan`, `drp drill`, `drp activate`, `drp approve`, `drp report`: the operations."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.prompt import Confirm, Prompt
+
+from flows import gate, progress
+from runbooks.errors import DrpError
+from runbooks.inventory import load_site
+from runbooks.render import plan_renderable, report_renderable
+from runbooks.report import load_report
+from runbooks.services import reports_dir
+
+console = Console()
+errors = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="DRP_CONFIG",
+        help="The inventory YAML file (or $DRP_CONFIG), e.g. config/site.yaml.",
+        show_default=False,
+    ),
+]
+OperationOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--operation-id",
+        help="Resume (or name) this operation: finished steps are skipped with their reason. "
+        "Default: a new id such as activate-20261129-0215-7f3a.",
+        show_default=False,
+    ),
+]
+EnvOpt = Annotated[
+    list[str] | None,
+    typer.Option("--env", "-e", help="Only this environment (repeat for several). Default: all."),
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Allow restoring over DRP databases that drp did not restore. Their content is "
+        "kept aside first (renamed, or dumped), never dropped.",
+    ),
+]
+TimeoutOpt = Annotated[
+    int,
+    typer.Option(
+        "--gate-timeout",
+        min=1,
+        help="Seconds to wait for the order before ending with nothing changed (default 24 h).",
+    ),
+]
+OrderByOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--order-by",
+        help="Answer the order gate with this name (unattended runs). With --reference.",
+        show_default=False,
+    ),
+]
+ReferenceOpt = Annotated[
+    str | None,
+    typer.Option("--reference", help="The order's reference (ticket, e-mail).", show_default=False),
+]
+
+
+def _fail(err: Exception, code: int = 1) -> typer.Exit:
+    errors.print(f"[red]error:[/] {err}")
+    return typer.Exit(code)
+
+
+# -- plan --------------------------------------------------------------------------------------
+def plan_command(
+    kind: Annotated[str, typer.Argument(help="activate or drill.")] = "activate",
+    config: ConfigOpt = Path("config/site.yaml"),
+    environments: EnvOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Show what an activation (or drill) would do, changing nothing and asking no order.
+
+    Runs the read-only preflight (DRP host and databases reachable, restore targets safe, disk
+    space, newest verified backups on both servers, DNS credentials), then prints the plan,
+    the data-loss window and the plan hash that the order will approve.
+    """
+    from flows.prepare import prepare_plan
+
+    if kind not in ("activate", "drill"):
+        raise _fail(ValueError(f"expected activate or drill, got {kind!r}"), 2)
+    try:
+        prepared = prepare_plan(config, kind, environments)
+    except DrpError as err:
+        raise _fail(err) from None
+    if as_json:
+        console.print_json(prepared.plan.to_json())
+    else:
+        console.print(prepared.preflight_table())
+        console.print(plan_renderable(prepared.plan))
+        console.print(f"[bold]Data loss if started now:[/] {prepared.data_loss_words}")
+        for warning in prepared.operation.selection.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+    prepared.close()
+    if not prepared.preflight_ok:
+        raise typer.Exit(1)
+
+
+# -- running an operation ----------------------------------------------------------------------
+class TerminalGate:
+    """Answers the order gate of a run in this process: from options, or at a prompt."""
+
+    def __init__(self, order_by: str | None, reference: str | None, acknowledge: bool) -> None:
+        self.order_by, self.reference, self.acknowledge = order_by, reference, acknowledge
+        self.stop = threading.Event()
+
+    def __call__(self, flow_run_id: UUID, plan_hash: str, brief: str) -> None:
+        threading.Thread(
+            target=self._answer, args=(flow_run_id, plan_hash, brief), daemon=True
+        ).start()
+
+    def _answer(self, flow_run_id: UUID, plan_hash: str, brief: str) -> None:
+        paused = gate.wait_until_paused(lambda: flow_run_id, self.stop.is_set)
+        if paused is None:
+            return
+        if self.order_by:
+            answer = {
+                "ordered_by": self.order_by,
+                "reference": self.reference or "",
+                "decision": "activate",
+                "data_loss_acknowledged": self.acknowledge,
+                "plan_hash": plan_hash,
+            }
+            self._send(flow_run_id, answer, via="option")
+            return
+        if not sys.stdin.isatty():
+            errors.print(
+                f"Waiting for the order of flow run {flow_run_id}: answer in the Prefect UI, "
+                f"or `drp approve {flow_run_id} --by NAME --reference REF`."
+            )
+            return
+        console.print(Markdown(brief))
+        while not self.stop.is_set():
+            name = Prompt.ask("Who orders (full name)")
+            reference = Prompt.ask("Order reference")
+            decision = Prompt.ask("Decision", choices=["activate", "refuse"], default="refuse")
+            ack = decision == "activate" and Confirm.ask(
+                "Data written after the backups shown will be lost. Acknowledged?"
+            )
+            answer = {
+                "ordered_by": name,
+                "reference": reference,
+                "decision": decision,
+                "data_loss_acknowledged": ack,
+                "plan_hash": plan_hash,
+            }
+            if self._send(flow_run_id, answer, via="terminal"):
+                return
+
+    def _send(self, flow_run_id: UUID, answer: dict[str, Any], via: str) -> bool:
+        try:
+            gate.answer_gate(flow_run_id, answer)
+        except DrpError as err:
+            errors.print(f"[red]The order was not taken:[/] {err}")
+            return False
+        console.print(f"Order sent ({answer['decision']} by {answer['ordered_by']}, {via}).")
+        return True
+
+
+class TerminalProgress:
+    """A progress bar per long step, fed by `flows.progress`."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, step: str, percent: float) -> None:
+        if step not in self.tasks:
+            self.tasks[step] = self.bar.add_task(step, total=100)
+        self.bar.update(self.tasks[step], completed=percent)
+
+    def __enter__(self) -> TerminalProgress:
+        self.bar.start()
+        progress.add_listener(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        progress.remove_listener(self)
+        self.bar.stop()
+
+
+def _run(kind: str, config: Path, **kwargs: Any) -> dict[str, Any]:
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    if kind == "drill":
+        from flows.drill import drp_drill as flow_fn
+    else:
+        from flows.activate import drp_activate as flow_fn
+    return flow_fn(config=str(config.resolve()), **kwargs)
+
+
+def _operate(
+    kind: str,
+    config: Path,
+    operation_id: str | None,
+    environments: list[str] | None,
+    gate_timeout: int,
+    force: bool,
+    answerer: TerminalGate,
+) -> None:
+    try:
+        load_site(config)
+    except DrpError as err:
+        raise _fail(err) from None
+    gate.add_gate_listener(answerer)
+    try:
+        with TerminalProgress():
+            result = _run(
+                kind,
+                config,
+                operation_id=operation_id,
+                environments=environments,
+                gate_timeout_seconds=gate_timeout,
+                force=force,
+            )
+    except DrpError as err:
+        raise _fail(err) from None
+    finally:
+        answerer.stop.set()
+        gate.remove_gate_listener(answerer)
+    _show_report(config, result["operation_id"])
+    if result.get("outcome") not in ("succeeded", "refused"):
+        raise typer.Exit(1)
+
+
+def drill_command(
+    config: ConfigOpt = Path("config/site.yaml"),
+    operation_id: OperationOpt = None,
+    environments: EnvOpt = None,
+    order_by: OrderByOpt = None,
+    reference: ReferenceOpt = None,
+    gate_timeout: TimeoutOpt = 24 * 3600,
+    force: ForceOpt = False,
+) -> None:
+    """Rehearse the activation for real on the DRP server; DNS is never changed.
+
+    Same preflight, order gate and restore steps as `drp activate`; the service is checked
+    through the DRP address; ends on the RTO/RPO report. [bold]Writes to the DRP server and
+    its databases[/bold] once the order is given. --order-by and --reference answer the gate
+    for unattended drills.
+    """
+    if order_by and not reference:
+        raise _fail(ValueError("--order-by needs --reference (the order's reference)"), 2)
+    answerer = TerminalGate(order_by, reference, acknowledge=True)
+    _operate("drill", config, operation_id, environments, gate_timeout, force, answerer)
+
+
+def activate_command(
+    config: ConfigOpt = Path("config/site.yaml"),
+    operation_id: OperationOpt = None,
+    environments: EnvOpt = None,
+    order_by: OrderByOpt = None,
+    reference: ReferenceOpt = None,
+    acknowledge_data_loss: Annotated[
+        bool,
+        typer.Option(
+            "--acknowledge-data-loss",
+            help="With --order-by: the person who orders acknowledged the data loss.",
+        ),
+    ] = False,
+    gate_timeout: TimeoutOpt = 24 * 3600,
+    force: ForceOpt = False,
+) -> None:
+    """Activate the DRP: restore on the DRP server and [bold]switch DNS to it[/bold].
+
+    Runs the read-only preflight, then waits for the customer's order (Prefect UI, `drp
+    approve`, or a prompt on this terminal), then copies files and configurations, imports the
+    databases, checks the service through the DRP address, opens the "DRP finalized" ticket,
+    switches DNS and checks again through the name. Run again with --operation-id to resume.
+    """
+    if order_by and not (reference and acknowledge_data_loss):
+        raise _fail(ValueError("--order-by needs --reference and --acknowledge-data-loss"), 2)
+    answerer = TerminalGate(order_by, reference, acknowledge=acknowledge_data_loss)
+    _operate("activate", config, operation_id, environments, gate_timeout, force, answerer)
+
+
+# -- approve -----------------------------------------------------------------------------------
+def approve_command(
+    flow_run_id: Annotated[str, typer.Argument(help="The paused flow run's id (from the UI).")],
+    by: Annotated[str, typer.Option("--by", help="Who orders (full name).", show_default=False)],
+    reference: Annotated[
+        str, typer.Option("--reference", help="The order's reference.", show_default=False)
+    ],
+    refuse: Annotated[bool, typer.Option("--refuse", help="Refuse: nothing is changed.")] = False,
+    acknowledge_data_loss: Annotated[
+        bool,
+        typer.Option(
+            "--acknowledge-data-loss", help="Acknowledge the data loss shown in the brief."
+        ),
+    ] = False,
+) -> None:
+    """Answer the order gate of a paused run, through the Prefect API (as the UI does).
+
+    Needs PREFECT_API_URL pointing at the Prefect server the run uses. Prints the brief first.
+    """
+    try:
+        plan_hash = gate.paused_plan_hash(flow_run_id)
+        brief = gate.paused_brief(flow_run_id)
+        if brief:
+            console.print(Markdown(brief))
+        answer = {
+            "ordered_by": by,
+            "reference": reference,
+            "decision": "refuse" if refuse else "activate",
+            "data_loss_acknowledged": acknowledge_data_loss,
+            "plan_hash": plan_hash,
+        }
+        gate.answer_gate(flow_run_id, answer)
+    except (DrpError, ValueError) as err:
+        raise _fail(err) from None
+    console.print(f"Order sent: {answer['decision']} by {by} (reference {reference}).")
+
+
+# -- report ------------------------------------------------------------------------------------
+def _show_report(config: Path, operation_id: str) -> None:
+    site = load_site(config)
+    report = load_report(reports_dir(site), operation_id)
+    console.print(report_renderable(report))
+    console.print(f"Report: {reports_dir(site) / (operation_id + '.json')}")
+
+
+def report_command(
+    operation_id: Annotated[str, typer.Argument(help="The operation id.")],
+    config: ConfigOpt = Path("config/site.yaml"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+) -> None:
+    """Show the report of an operation again: timeline, order, RTO and RPO."""
+    try:
+        site = load_site(config)
+        report = load_report(reports_dir(site), operation_id)
+    except DrpError as err:
+        raise _fail(err) from None
+    if as_json:
+        console.print_json(json.dumps(report.data))
+    else:
+        console.print(report_renderable(report))

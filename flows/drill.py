@@ -1,0 +1,24 @@
+"""Flow `drp-drill`: a real rehearsal of the activation, without any DNS change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.operation import run_operation
+from runbooks.gate import DEFAULT_TIMEOUT_SECONDS
+
+
+@flow(name="drp-drill", log_prints=True, persist_result=True)
+def drp_drill(
+    config: str,
+    operation_id: str | None = None,
+    environments: list[str] | None = None,
+    gate_timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Rehearse the activation on the DRP server: the same preflight, order and restore steps,
+    then the service checked through the DRP address; DNS is left alone. Ends on the RTO/RPO
+    report."""
+    return run_operation("drill", config, operation_id, environments, gate_timeout_seconds, force)

@@ -1,0 +1,108 @@
+"""Preflight and plan, without Prefect: what `drp plan` shows and what a flow runs first.
+
+Read-only from end to end: it reads the inventory, both backup servers' catalogues (verifying
+the chosen sets), the DRP host and databases, and the DNS provider's zone; it writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.table import Table
+
+from runbooks.activation import (
+    Operation,
+    activation_steps,
+    drill_steps,
+    plan_facts,
+    preflight_steps,
+)
+from runbooks.backups import Selection, open_catalogue, wanted_environments
+from runbooks.errors import DrpError
+from runbooks.inventory import Site, load_site
+from runbooks.operation import check_operation_id, new_operation_id
+from runbooks.plan import Plan
+from runbooks.render import data_loss_sentence
+from runbooks.steps import Outcome, Step, StepRecord
+
+
+@dataclass
+class Prepared:
+    operation: Operation
+    plan: Plan
+    steps: list[Step]  # what runs after the order
+    preflight: list[tuple[Step, StepRecord | None, str]] = field(default_factory=list)
+
+    @property
+    def preflight_ok(self) -> bool:
+        return all(record is not None for _, record, _ in self.preflight)
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{step.title}: {why}" for step, record, why in self.preflight if record is None]
+
+    @property
+    def data_loss_words(self) -> str:
+        oldest = [c.oldest_capture for c in self.operation.selection.environments.values()]
+        known = [o for o in oldest if o is not None]
+        return data_loss_sentence(min(known)) if known else "no usable backup: nothing to restore"
+
+    def preflight_table(self) -> Table:
+        table = Table(title="Preflight (read-only)")
+        table.add_column("check")
+        table.add_column("result")
+        table.add_column("reason", overflow="fold")
+        for step, record, why in self.preflight:
+            ok = record is not None and record.outcome is Outcome.SKIPPED
+            table.add_row(step.title, "[green]ok[/]" if ok else "[red]problem[/]", why)
+        return table
+
+    def close(self) -> None:
+        self.operation.close()
+
+
+def choose_backups(site: Site, now: datetime, environments: list[str] | None) -> Selection:
+    """The newest verified backups made before `now`, across both backup servers."""
+    catalogue = open_catalogue(site, now)
+    return catalogue.choose(wanted_environments(site, environments), not_after=now)
+
+
+def prepare(
+    site: Site,
+    kind: str,
+    operation_id: str,
+    environments: list[str] | None,
+    *,
+    chosen_at: datetime,
+    force: bool = False,
+) -> Prepared:
+    """Run the preflight and build the plan. Preflight problems are collected, not raised."""
+    known = {e.name for e in site.environments}
+    unknown = sorted(set(environments or ()) - known)
+    if unknown:
+        raise DrpError(
+            f"no environment named {', '.join(unknown)} in the inventory; known: "
+            f"{', '.join(sorted(known))}"
+        )
+    selection = choose_backups(site, chosen_at, environments)
+    operation = Operation(site, operation_id, kind, selection, force=force)
+    checks: list[tuple[Step, StepRecord | None, str]] = []
+    for step in preflight_steps(operation):
+        try:
+            record = step.run()
+            checks.append((step, record, record.reason))
+        except DrpError as err:
+            checks.append((step, None, str(err)))
+    steps = drill_steps(operation) if kind == "drill" else activation_steps(operation)
+    plan = Plan.build(
+        operation_id, kind, site.name, [*preflight_steps(operation), *steps], plan_facts(operation)
+    )
+    return Prepared(operation, plan, steps, checks)
+
+
+def prepare_plan(config: Path, kind: str, environments: list[str] | None) -> Prepared:
+    site = load_site(config)
+    operation_id = check_operation_id(new_operation_id(kind))
+    return prepare(site, kind, operation_id, environments, chosen_at=datetime.now(UTC))
