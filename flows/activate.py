@@ -17,6 +17,7 @@ def drp_activate(
     environments: list[str] | None = None,
     gate_timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
     force: bool = False,
+    bwlimit_kib: int | None = None,
 ) -> dict[str, Any]:
     """Activate the DRP: preflight (read-only), wait for the order, copy files and
     configurations from the backup servers to the DRP server, import the databases, check the
@@ -26,5 +27,5 @@ def drp_activate(
     reason. `force` allows restoring over databases that drp did not restore (kept aside first).
     """
     return run_operation(
-        "activate", config, operation_id, environments, gate_timeout_seconds, force
+        "activate", config, operation_id, environments, gate_timeout_seconds, force, bwlimit_kib
     )

@@ -11,9 +11,7 @@ another (the failed one stays without a manifest, listed as incomplete).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 from prefect import Task, flow, get_run_logger
@@ -27,26 +25,20 @@ from runbooks.backup_run import (
     plan_user_database_backup,
     run_jobs,
 )
-from runbooks.errors import ConfigError
-from runbooks.inventory import Site, load_site
-
-CONFIG_ENV = "DRP_CONFIG"
-
-
-def site_from(config: str | Path | None) -> Site:
-    """The inventory named by `config`, or by the DRP_CONFIG environment variable."""
-    path = config or os.environ.get(CONFIG_ENV)
-    if not path:
-        raise ConfigError(
-            f"no inventory given: pass --config FILE (flow parameter `config`) or set "
-            f"{CONFIG_ENV}=FILE in the environment"
-        )
-    return load_site(path)
+from runbooks.connect import site_from
+from runbooks.inventory import Site
 
 
 def as_task(name: str, function: Callable[..., Any], *args: Any) -> Any:
     """Run one step as a Prefect task named after it (never cached, result not persisted)."""
-    step = Task(function, name=name, cache_policy=NO_CACHE, persist_result=False, retries=0)
+    step = Task(
+        function,
+        name=name,
+        task_run_name=name,
+        cache_policy=NO_CACHE,
+        persist_result=False,
+        retries=0,
+    )
     return step(*args)
 
 

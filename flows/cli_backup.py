@@ -22,7 +22,7 @@ from runbooks.backup_run import (
     run_jobs,
 )
 from runbooks.backups import BackupSet, Catalogue, SetStatus, wanted_environments
-from runbooks.connect import open_backup_servers
+from runbooks.connect import open_backup_servers, site_from
 from runbooks.errors import DrpError
 from runbooks.inventory import Site
 from runbooks.render import human_bytes, human_duration
@@ -57,8 +57,6 @@ class ParityChoice(StrEnum):
 
 
 def _site(config: Path | None, console: Console) -> Site:
-    from flows.backup import site_from
-
     try:
         return site_from(config)
     except DrpError as err:

@@ -65,6 +65,15 @@ TimeoutOpt = Annotated[
         help="Seconds to wait for the order before ending with nothing changed (default 24 h).",
     ),
 ]
+BwlimitOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--bwlimit",
+        min=1,
+        help="Limit each copy to this many KiB/s, to spare a shared link. Default: full speed.",
+        show_default=False,
+    ),
+]
 OrderByOpt = Annotated[
     str | None,
     typer.Option(
@@ -224,6 +233,7 @@ def _operate(
     environments: list[str] | None,
     gate_timeout: int,
     force: bool,
+    bwlimit: int | None,
     answerer: TerminalGate,
 ) -> None:
     try:
@@ -240,6 +250,7 @@ def _operate(
                 environments=environments,
                 gate_timeout_seconds=gate_timeout,
                 force=force,
+                bwlimit_kib=bwlimit,
             )
     except DrpError as err:
         raise _fail(err) from None
@@ -259,6 +270,7 @@ def drill_command(
     reference: ReferenceOpt = None,
     gate_timeout: TimeoutOpt = 24 * 3600,
     force: ForceOpt = False,
+    bwlimit: BwlimitOpt = None,
 ) -> None:
     """Rehearse the activation for real on the DRP server; DNS is never changed.
 
@@ -270,7 +282,7 @@ def drill_command(
     if order_by and not reference:
         raise _fail(ValueError("--order-by needs --reference (the order's reference)"), 2)
     answerer = TerminalGate(order_by, reference, acknowledge=True)
-    _operate("drill", config, operation_id, environments, gate_timeout, force, answerer)
+    _operate("drill", config, operation_id, environments, gate_timeout, force, bwlimit, answerer)
 
 
 def activate_command(
@@ -288,6 +300,7 @@ def activate_command(
     ] = False,
     gate_timeout: TimeoutOpt = 24 * 3600,
     force: ForceOpt = False,
+    bwlimit: BwlimitOpt = None,
 ) -> None:
     """Activate the DRP: restore on the DRP server and [bold]switch DNS to it[/bold].
 
@@ -299,7 +312,7 @@ def activate_command(
     if order_by and not (reference and acknowledge_data_loss):
         raise _fail(ValueError("--order-by needs --reference and --acknowledge-data-loss"), 2)
     answerer = TerminalGate(order_by, reference, acknowledge=acknowledge_data_loss)
-    _operate("activate", config, operation_id, environments, gate_timeout, force, answerer)
+    _operate("activate", config, operation_id, environments, gate_timeout, force, bwlimit, answerer)
 
 
 # -- approve -----------------------------------------------------------------------------------

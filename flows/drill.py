@@ -17,8 +17,11 @@ def drp_drill(
     environments: list[str] | None = None,
     gate_timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
     force: bool = False,
+    bwlimit_kib: int | None = None,
 ) -> dict[str, Any]:
     """Rehearse the activation on the DRP server: the same preflight, order and restore steps,
     then the service checked through the DRP address; DNS is left alone. Ends on the RTO/RPO
     report."""
-    return run_operation("drill", config, operation_id, environments, gate_timeout_seconds, force)
+    return run_operation(
+        "drill", config, operation_id, environments, gate_timeout_seconds, force, bwlimit_kib
+    )

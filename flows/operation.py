@@ -98,6 +98,7 @@ def run_operation(
     environments: list[str] | None,
     gate_timeout_seconds: int,
     force: bool,
+    bwlimit_kib: int | None = None,
 ) -> dict[str, Any]:
     log = get_run_logger()
     site = load_site(Path(config))
@@ -112,7 +113,13 @@ def run_operation(
     # ignored), so its plan, and the order given for it, still hold.
     report.chosen_at = report.chosen_at or datetime.now(UTC)
     prepared = prepare(
-        site, kind, operation_id, environments, chosen_at=report.chosen_at, force=force
+        site,
+        kind,
+        operation_id,
+        environments,
+        chosen_at=report.chosen_at,
+        force=force,
+        bwlimit_kib=bwlimit_kib,
     )
     try:
         return _run(prepared, report, directory, gate_timeout_seconds)

@@ -77,6 +77,7 @@ def prepare(
     *,
     chosen_at: datetime,
     force: bool = False,
+    bwlimit_kib: int | None = None,
 ) -> Prepared:
     """Run the preflight and build the plan. Preflight problems are collected, not raised."""
     known = {e.name for e in site.environments}
@@ -87,7 +88,7 @@ def prepare(
             f"{', '.join(sorted(known))}"
         )
     selection = choose_backups(site, chosen_at, environments)
-    operation = Operation(site, operation_id, kind, selection, force=force)
+    operation = Operation(site, operation_id, kind, selection, force=force, bwlimit_kib=bwlimit_kib)
     checks: list[tuple[Step, StepRecord | None, str]] = []
     for step in preflight_steps(operation):
         try:

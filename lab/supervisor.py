@@ -230,12 +230,17 @@ class Supervisor:
     # ------------------------------------------------------------ stop
 
     def _gone(self, record: RunRecord) -> bool:
+        """Has a daemon we signalled exited? (Not "is it ours": an exiting process has already
+        lost its command line, and it must still count as alive until it is a zombie.)"""
         child = _CHILDREN.get(record.pid)
-        if child is not None and child.poll() is not None:
+        if child is not None:
+            if child.poll() is None:
+                return False
             del _CHILDREN[record.pid]
             return True
         procs.reap_if_child(record.pid)
-        return not self.is_running(record)
+        info = procs.process_info(record.pid)
+        return info is None or info.state in ("Z", "X") or info.start_time != record.start_time
 
     def stop(
         self, names: Iterable[str] | None = None, timeout: float = STOP_TIMEOUT_S

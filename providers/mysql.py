@@ -293,7 +293,7 @@ def _read_marker(conn: Any, dbname: str) -> Marker | None:
         backup_id=backup_id,
         manifest_digest=digest,
         operation_id=operation_id,
-        started_at=_utc(started_at),
+        started_at=started_at.replace(tzinfo=UTC),
         restored_at=_utc(restored_at),
     )
 
@@ -543,7 +543,7 @@ def _now() -> datetime:
 
 
 def _message(err: BaseException) -> str:
-    args = getattr(err, "args", ())
+    args: tuple[object, ...] = tuple(getattr(err, "args", ()))
     if len(args) == 2 and isinstance(args[0], int):
         return f"({args[0]}) {args[1]}"
     return str(err) or type(err).__name__

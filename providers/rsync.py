@@ -543,6 +543,11 @@ def _hint(result: CommandResult, receiver: str, source: RemoteEndpoint) -> str:
         )
     if "Connection refused" in err or "timed out" in err or "Could not resolve" in err:
         return f"{receiver} cannot reach {who}: check the address and port and that sshd runs"
+    if "change_dir" in err and "failed" in err:
+        return (
+            f"{source.path} does not exist on {source.name}, or {source.user} cannot read it: "
+            f"check the path in the inventory"
+        )
     if result.exit_code == 127 or ("rsync:" in err and "not found" in err):
         return f"install rsync on {receiver} and on {source.name}"
     return ""

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import codecs
 import logging
+import os
+import select
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -233,15 +235,21 @@ class SshHost:
             return SshError(unknown_host_message(target, policy.offered), host=target.name)
         no_methods = isinstance(err, SSHException) and "No authentication methods" in str(err)
         if isinstance(err, AuthenticationException) or no_methods:
+            reason = str(err).rstrip(".")
+            if target.key_path is None and not os.environ.get("SSH_AUTH_SOCK"):
+                return SshError(
+                    f"no SSH key is configured for {target.name} ({target.where}) and no "
+                    f"ssh-agent is running (SSH_AUTH_SOCK is not set): start one and add the key "
+                    f"(eval $(ssh-agent); ssh-add KEY), or set the host's key path",
+                    host=target.name,
+                )
             if target.key_path is not None:
                 how, fix = f"key {target.key_path}", ""
             else:
                 how = "the keys of the ssh-agent"
-                fix = (
-                    " and that SSH_AUTH_SOCK names a running agent that holds the key (ssh-add -l)"
-                )
+                fix = " and that the agent holds the key (ssh-add -l)"
             return SshError(
-                f"{target.name} ({target.where}) refused {target.user} with {how}: {err}. "
+                f"{target.name} ({target.where}) refused {target.user} with {how}: {reason}. "
                 f"Check that the public key is in ~{target.user}/.ssh/authorized_keys on the "
                 f"host{fix}",
                 host=target.name,
@@ -363,31 +371,27 @@ def _collect(
     err_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     out: list[str] = []
     err: list[str] = []
-
-    def drain_stderr() -> None:
+    while True:
+        wait = _POLL_SECONDS
+        if timeout is not None:
+            left = timeout - (time.monotonic() - started)
+            if left <= 0:
+                return "".join(out), "".join(err), True
+            wait = min(wait, left)
+        # A channel selects readable when either stream has data or at end of file. No
+        # channel timeout here: it would also apply to the stdin writer's sendall().
+        select.select([channel], [], [], wait)
         while channel.recv_stderr_ready():
             err.append(err_decoder.decode(channel.recv_stderr(_READ_CHUNK)))
-
-    channel.settimeout(_POLL_SECONDS)
-    while True:
-        if timeout is not None and time.monotonic() - started > timeout:
-            return "".join(out), "".join(err), True
-        try:
-            data = channel.recv(_READ_CHUNK)
-        except TimeoutError:
-            drain_stderr()
-            continue
-        drain_stderr()
-        if not data:  # end of file: both streams are closed
+        while channel.recv_ready():
+            text = out_decoder.decode(channel.recv(_READ_CHUNK))
+            out.append(text)
+            if on_output is not None and text:
+                on_output(text)
+        if (channel.eof_received or channel.closed) and not (
+            channel.recv_ready() or channel.recv_stderr_ready()
+        ):
             break
-        text = out_decoder.decode(data)
-        out.append(text)
-        if on_output is not None and text:
-            on_output(text)
-    # EOF closes both buffers at once; whatever stderr is left is already buffered.
-    channel.settimeout(None)
-    while chunk := channel.recv_stderr(_READ_CHUNK):
-        err.append(err_decoder.decode(chunk))
     tail = out_decoder.decode(b"", final=True)
     if tail:
         out.append(tail)

@@ -51,6 +51,7 @@ class Operation:
     kind: str  # activate | drill
     selection: Selection
     force: bool = False
+    bwlimit_kib: int | None = None  # spare a shared link: KiB/s per copy (None: full speed)
     pool: connect.HostPool = field(init=False)
     _dns: BaseDnsProvider | None = field(default=None, init=False)
     _tickets: list[TicketBackend] | None = field(default=None, init=False)
@@ -223,7 +224,7 @@ class CopyTree(Step):
         self.source = connect.remote_endpoint(
             op.site, connect.backup_role(op.site, chosen.set.server), chosen.path, receiver="drp"
         )
-        self.options = CopyOptions(excludes=tuple(tree.exclude))
+        self.options = CopyOptions(excludes=tuple(tree.exclude), bwlimit_kib=op.bwlimit_kib)
 
     def describe(self) -> list[Change]:
         r = self.chosen.tree
@@ -302,7 +303,9 @@ class RestoreDatabase(Step):
 
     def apply(self, progress: ProgressCallback | None = None) -> Applied:
         drp = self.op.pool["drp"]
-        copied = copy_tree(drp, self.source, self.staging, CopyOptions())
+        copied = copy_tree(
+            drp, self.source, self.staging, CopyOptions(bwlimit_kib=self.op.bwlimit_kib)
+        )
         if progress:
             progress(self.key, 50.0)
         result = self.engine.restore(

@@ -13,6 +13,7 @@ user's `~/.ssh/known_hosts`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,12 +25,33 @@ from providers.ssh import SshHost, SshTarget
 from runbooks import manifest as mf
 from runbooks.backups import BackupServer
 from runbooks.errors import ConfigError
-from runbooks.inventory import Database, DatabaseRole, Environment, Host, Role, Site, Tree
+from runbooks.inventory import (
+    Database,
+    DatabaseRole,
+    Environment,
+    Host,
+    Role,
+    Site,
+    Tree,
+    load_site,
+)
 from runbooks.manifest import TreeSection
 from runbooks.secrets import Secret
 
+CONFIG_ENV = "DRP_CONFIG"  # names the inventory when no --config / `config` is given
 TRANSFER_KEY = "~/.ssh/id_ed25519"  # on a receiving host: the key it logs in to senders with
 BACKUP_ROLES: tuple[Role, Role] = ("backup_even", "backup_odd")
+
+
+def site_from(config: str | Path | None) -> Site:
+    """The inventory named by `config`, or by the DRP_CONFIG environment variable."""
+    path = config or os.environ.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError(
+            f"no inventory given: pass --config FILE (flow parameter `config`) or set "
+            f"{CONFIG_ENV}=FILE in the environment"
+        )
+    return load_site(path)
 
 
 def host_name(role: Role) -> str:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
+from backup_lab import remove_backup_area, write_inventory
 from typer.testing import CliRunner
 
 from flows.cli_backup import backup_app
@@ -35,36 +35,11 @@ from runbooks.backup_run import (
     run_jobs,
 )
 from runbooks.backups import choose_sets, open_catalogue
-from runbooks.connect import database_password, db_endpoint, ssh_host
+from runbooks.connect import database_password, db_endpoint
 from runbooks.inventory import Site, load_site
 from runbooks.manifest import Parity, SetKind, TreeSection
 
 pytestmark = pytest.mark.lab
-
-LAB_CONFIG = topology.REPO_ROOT / "config" / "lab.yaml"
-
-
-def write_inventory(directory: Path, area: str, *, retention: int = 7, both: bool = True) -> Path:
-    """config/lab.yaml with its local paths made absolute and a backup area of the test's own."""
-    data = yaml.safe_load(LAB_CONFIG.read_text())
-    base = LAB_CONFIG.parent
-
-    def absolute(value: str) -> str:
-        return value if Path(value).is_absolute() else str((base / value).resolve())
-
-    for key in ("env_file", "known_hosts"):
-        if data.get(key):
-            data[key] = absolute(data[key])
-    for host in data["hosts"].values():
-        if host["key"] != "agent":
-            host["key"] = absolute(host["key"])
-    for backend in data["tickets"]:
-        if backend["type"] == "file":
-            backend["path"] = absolute(backend["path"])
-    data["backups"].update(area=area, retention=retention, user_db_to_both_servers=both)
-    path = directory / f"{area}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 @dataclass
@@ -107,9 +82,7 @@ def scene(lab, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Calla
 
     yield make
     for s in made:
-        for role in ("backup_even", "backup_odd"):
-            with ssh_host(s.site, role) as host:
-                host.run(mf.remove_tree_argv(s.area))
+        remove_backup_area(s.site)
 
 
 def next_second() -> None:
@@ -243,7 +216,7 @@ def test_interrupted_backup_is_listed_incomplete_and_never_chosen(scene) -> None
     )
 
     listed = json.loads(
-        CliRunner().invoke(backup_app, ["list", "--config", str(s.path), "--json"]).output
+        CliRunner().invoke(backup_app, ["list", "--config", str(s.path), "--json"]).stdout
     )
     statuses = {(x["server"], x["status"]) for x in listed["sets"]}
     assert statuses == {("backup-even", "complete"), ("backup-odd", "incomplete")}
@@ -348,7 +321,7 @@ def test_backup_run_command_and_no_secret_anywhere(
     )
     assert users.exit_code == 0, users.output
     listed = runner.invoke(backup_app, ["list", "--config", str(s.path), "--verify", "--json"])
-    data = json.loads(listed.output)
+    data = json.loads(listed.stdout)
     kinds = sorted((x["server"], x["kind"], x["status"]) for x in data["sets"])
     assert kinds == [
         ("backup-even", "daily", "complete"),

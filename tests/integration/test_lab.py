@@ -23,6 +23,7 @@ import pytest
 
 from lab import api, procs, topology
 from lab import seed as seeding
+from lab.secrets import load_secrets
 from lab.seed import MIB, read_seed
 
 pytestmark = pytest.mark.lab
@@ -352,14 +353,6 @@ def test_seeding_writes_exactly_the_sizes_asked(lab, tmp_path: Path) -> None:
             cursor.execute(f"DROP DATABASE IF EXISTS {scratch}")
 
 
-def test_backup_areas_start_empty_and_drp_has_no_files(lab) -> None:
-    for name in ("backup-even", "backup-odd"):
-        area = lab.paths.host_root(name) / topology.BACKUP_AREA
-        assert area.is_dir()
-        assert list(area.iterdir()) == []
-    assert not (lab.paths.host_root("drp") / topology.APP_FILES_DIR).exists()
-
-
 # ---------------------------------------------------------------- web application
 
 
@@ -422,6 +415,40 @@ def test_web_serves_the_environment_files(lab) -> None:
 
 def _lab_ports() -> list[tuple[str, int]]:
     return [(s.address, s.port) for s in api.status().services]
+
+
+def test_reset_returns_to_the_seeded_state_keeping_keys_and_secrets(lab) -> None:
+    drp = topology.host("drp")
+    before = read_seed(lab.paths)
+    operator_key = lab.paths.operator_key.read_text()
+    known_hosts = lab.paths.known_hosts.read_text()
+    # What a drill leaves behind: a backup, restored files, a restored table.
+    (lab.paths.host_root("backup-even") / topology.BACKUP_AREA / "app.tar").write_text("x")
+    restored = lab.paths.host_root("drp") / topology.APP_FILES_DIR
+    restored.mkdir(parents=True)
+    (restored / "index.html").write_text("<title>restored</title>")
+    with pg_connect(lab, drp, topology.APP_PG_DB) as conn:
+        conn.execute("CREATE TABLE users (id int)")
+
+    after = api.reset()
+
+    assert after.all_running
+    assert after.seed is not None and before is not None
+    assert after.seed.seed_id != before.seed_id  # production seeded again...
+    assert after.seed.size == before.size  # ...with the same sizes
+    for name in ("backup-even", "backup-odd"):
+        area = lab.paths.host_root(name) / topology.BACKUP_AREA
+        assert area.is_dir()
+        assert list(area.iterdir()) == []
+    assert not restored.exists()
+    with pg_connect(lab, drp, topology.APP_PG_DB) as conn:
+        tables = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()[0]
+    assert tables == 0
+    assert load_secrets(lab.paths) == lab.secrets
+    assert lab.paths.operator_key.read_text() == operator_key
+    assert lab.paths.known_hosts.read_text() == known_hosts
 
 
 def test_down_then_up_stops_everything_then_brings_it_back(lab) -> None:

@@ -13,6 +13,7 @@ from backup_helpers import LocalRunner
 from providers.rsync import CopyOptions, RemoteEndpoint
 from runbooks import backup_run as br
 from runbooks.backups import BackupSet, SetStatus
+from runbooks.errors import ConfigError
 from runbooks.inventory import load_site
 from runbooks.manifest import Parity, SetKind, make_set_id, parse_set_id
 
@@ -66,7 +67,7 @@ def test_user_database_backup_goes_to_both_servers_when_configured(site) -> None
 
 
 def test_unknown_environment_is_refused_with_the_known_ones(site) -> None:
-    with pytest.raises(Exception, match="no environment named 'shop'") as err:
+    with pytest.raises(ConfigError, match="no environment named 'shop'") as err:
         br.plan_environment_backup(site, environments=["shop"])
     assert "app" in str(getattr(err.value, "expected", ""))
 
