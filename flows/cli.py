@@ -29,6 +29,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
 )
 app.add_typer(config_app, name="config")
 app.add_typer(lab_app, name="lab")
@@ -42,3 +43,7 @@ app.command("report")(report_command)
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

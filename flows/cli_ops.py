@@ -218,7 +218,6 @@ class TerminalProgress:
 
 
 def _run(kind: str, config: Path, **kwargs: Any) -> dict[str, Any]:
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     if kind == "drill":
         from flows.drill import drp_drill as flow_fn
     else:

@@ -34,6 +34,7 @@ MIN_ROWS = 100
 LARGE_FILES = 4
 SMALL_FILE_AVG = 2048
 _CHUNK = 8 * MIB
+_NOISE_POOL = 32 * MIB
 _EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 # Share of the rows each table gets; order_items takes what rounding leaves.
@@ -147,6 +148,10 @@ def write_files(files_dir: Path, size: SeedSize, seed_id: str, seeded_at: dt.dat
     (files_dir / "index.html").write_text(index)
     pool = _text_pool()
     rng = random.Random(3)
+    # Incompressible bytes for the large files, drawn once: generating a gigabyte of random
+    # data costs several times more than writing it.
+    largest = max(size for relative, size in plan if relative.startswith("media/"))
+    noise = memoryview(rng.randbytes(max(1, min(largest, _NOISE_POOL))))
     made: set[Path] = set()
     for relative, length in plan:
         path = files_dir / relative
@@ -157,8 +162,9 @@ def write_files(files_dir: Path, size: SeedSize, seed_id: str, seeded_at: dt.dat
             with path.open("wb") as handle:
                 left = length
                 while left:
-                    chunk = min(left, _CHUNK)
-                    handle.write(rng.randbytes(chunk))
+                    chunk = min(left, _CHUNK, len(noise))
+                    offset = rng.randrange(0, len(noise) - chunk + 1)
+                    handle.write(noise[offset : offset + chunk])
                     left -= chunk
         else:
             header = f"{relative}\n"

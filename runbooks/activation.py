@@ -35,7 +35,7 @@ from runbooks.errors import StepFailed
 from runbooks.inventory import Database, DnsRecord, Environment, Site, Tree, UrlCheck
 from runbooks.render import human_bytes
 from runbooks.services import dns_provider, dns_resolver, ticket_backends
-from runbooks.steps import Applied, Change, Check, ProgressCallback, Step
+from runbooks.steps import Applied, Change, Check, ProgressCallback, ReadOnlyStep, Step
 
 STAGING_DIR = ".drp/staging"  # on the DRP server, relative to the SSH user's home
 ASSUMED_COPY_RATE = 100e6  # bytes/s, for the copy-time estimate until drills measure one
@@ -81,8 +81,7 @@ class Operation:
 
 
 # -- preflight (read-only) ---------------------------------------------------------------------
-class HostReachable(Step):
-    changes_world = False
+class HostReachable(ReadOnlyStep):
     phase = 10
 
     def __init__(self, op: Operation, role: str) -> None:
@@ -104,10 +103,9 @@ class HostReachable(Step):
         return Check(False, f"{connect.host_name(self.role)}: {result.stderr.strip()[:200]}")
 
 
-class RestoreTargetSafe(Step):
+class RestoreTargetSafe(ReadOnlyStep):
     """The DRP database server answers and the target database may be restored over."""
 
-    changes_world = False
     phase = 11
 
     def __init__(self, op: Operation, env: Environment, db: Database, chosen: ChosenDump) -> None:
@@ -134,8 +132,7 @@ class RestoreTargetSafe(Step):
         return Check(True, f"drp/{self.db.name} reachable: {decision.reason}")
 
 
-class DiskSpace(Step):
-    changes_world = False
+class DiskSpace(ReadOnlyStep):
     phase = 12
 
     def __init__(self, op: Operation) -> None:
@@ -159,8 +156,7 @@ class DiskSpace(Step):
         return Check(available >= self.needed, words)
 
 
-class BackupsChosen(Step):
-    changes_world = False
+class BackupsChosen(ReadOnlyStep):
     phase = 13
 
     def __init__(self, op: Operation) -> None:
@@ -182,8 +178,7 @@ class BackupsChosen(Step):
         return Check(True, f"verified {chosen}{skipped}")
 
 
-class DnsCredentials(Step):
-    changes_world = False
+class DnsCredentials(ReadOnlyStep):
     phase = 14
 
     def __init__(self, op: Operation) -> None:
@@ -346,10 +341,9 @@ class RestoreDatabase(Step):
         )
 
 
-class CheckService(Step):
+class CheckService(ReadOnlyStep):
     """The environment's URL checks, sent to one address (the DRP IP) or through DNS."""
 
-    changes_world = False
     phase = 40
 
     def __init__(self, op: Operation, env: Environment, *, via_dns: bool = False) -> None:

@@ -203,3 +203,13 @@ class Step(ABC):
         if not proof.done:
             raise VerifyFailed(f"{self.title}: applied, but verification failed: {proof.reason}")
         return record(Outcome.APPLIED, f"{applied.summary}; verified: {proof.reason}", applied)
+
+
+class ReadOnlyStep(Step):
+    """A check that changes nothing (preflight, service checks): `check()` is the whole step;
+    when it is not satisfied, the step fails with its reason."""
+
+    changes_world = False
+
+    def apply(self, progress: ProgressCallback | None = None) -> Applied:
+        raise StepFailed(f"{self.title}: a read-only step has nothing to apply")

@@ -85,6 +85,11 @@ def scene(lab, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Calla
         remove_backup_area(s.site)
 
 
+def invoke(app, args: list[str], env: dict[str, str] | None = None):
+    """Run a `drp backup` command; wide enough that table cells are not cut."""
+    return CliRunner().invoke(app, args, env={"COLUMNS": "250", **(env or {})})
+
+
 def next_second() -> None:
     """Set ids have one-second resolution: two backups of a kind need two seconds."""
     time.sleep(1.05 - (time.time() % 1))
@@ -206,7 +211,7 @@ def test_interrupted_backup_is_listed_incomplete_and_never_chosen(scene) -> None
     finally:
         ctx.close()
 
-    result = CliRunner().invoke(backup_app, ["list", "--config", str(s.path)], terminal_width=250)
+    result = invoke(backup_app, ["list", "--config", str(s.path)])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if "backup-" in line]
     assert any("backup-even" in line and "complete" in line for line in lines)
@@ -215,9 +220,7 @@ def test_interrupted_backup_is_listed_incomplete_and_never_chosen(scene) -> None
         for line in lines
     )
 
-    listed = json.loads(
-        CliRunner().invoke(backup_app, ["list", "--config", str(s.path), "--json"]).stdout
-    )
+    listed = json.loads(invoke(backup_app, ["list", "--config", str(s.path), "--json"]).stdout)
     statuses = {(x["server"], x["status"]) for x in listed["sets"]}
     assert statuses == {("backup-even", "complete"), ("backup-odd", "incomplete")}
 
@@ -252,9 +255,7 @@ def test_damaged_newest_set_falls_back_to_the_older_one_on_the_other_server(
     assert len(selection.warnings) == 1
     assert selection.warnings[0].startswith(f"skipping backup-odd:app/{newest.set_id}: {why}")
 
-    result = CliRunner().invoke(
-        backup_app, ["list", "--config", str(s.path), "--verify"], terminal_width=250
-    )
+    result = invoke(backup_app, ["list", "--config", str(s.path), "--verify"])
     assert result.exit_code == 0, result.output
     assert "corrupt: " in result.output and why.strip() in result.output
     assert f"a restore now would use backup-even:app/{older.set_id}" in result.output
@@ -305,22 +306,18 @@ def test_backup_run_command_and_no_secret_anywhere(
 ) -> None:
     s = scene()
     caplog.set_level(logging.DEBUG)
-    runner = CliRunner()
-    result = runner.invoke(
-        backup_app, ["run", "--config", str(s.path), "--parity", "even"], terminal_width=250
-    )
+    result = invoke(backup_app, ["run", "--config", str(s.path), "--parity", "even"])
     assert result.exit_code == 0, result.output
     assert "Backups made" in result.output and "backup-even" in result.output
     assert "databases/app_users.dump: copied, sha256 verified" in result.output
     next_second()
-    users = runner.invoke(
+    users = invoke(
         backup_app,
         ["run", "--only", "user-databases", "--parity", "odd"],
         env={"DRP_CONFIG": str(s.path)},
-        terminal_width=250,
     )
     assert users.exit_code == 0, users.output
-    listed = runner.invoke(backup_app, ["list", "--config", str(s.path), "--verify", "--json"])
+    listed = invoke(backup_app, ["list", "--config", str(s.path), "--verify", "--json"])
     data = json.loads(listed.stdout)
     kinds = sorted((x["server"], x["kind"], x["status"]) for x in data["sets"])
     assert kinds == [
@@ -340,10 +337,10 @@ def test_backup_run_command_and_no_secret_anywhere(
 
 def test_backup_commands_require_an_inventory(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DRP_CONFIG", raising=False)
-    result = CliRunner().invoke(backup_app, ["list"])
+    result = invoke(backup_app, ["list"])
     assert result.exit_code == 2
     assert "pass --config FILE" in result.output and "DRP_CONFIG" in result.output
-    helptext = CliRunner().invoke(backup_app, ["run", "--help"], terminal_width=200).output
+    helptext = invoke(backup_app, ["run", "--help"]).output
     assert "DRP_CONFIG" in helptext
 
 

@@ -418,6 +418,11 @@ def _lab_ports() -> list[tuple[str, int]]:
 
 
 def test_reset_returns_to_the_seeded_state_keeping_keys_and_secrets(lab) -> None:
+    with lab.exclusive():  # no other test session may be using the lab meanwhile
+        _check_reset(lab)
+
+
+def _check_reset(lab) -> None:
     drp = topology.host("drp")
     before = read_seed(lab.paths)
     operator_key = lab.paths.operator_key.read_text()
@@ -425,10 +430,10 @@ def test_reset_returns_to_the_seeded_state_keeping_keys_and_secrets(lab) -> None
     # What a drill leaves behind: a backup, restored files, a restored table.
     (lab.paths.host_root("backup-even") / topology.BACKUP_AREA / "app.tar").write_text("x")
     restored = lab.paths.host_root("drp") / topology.APP_FILES_DIR
-    restored.mkdir(parents=True)
+    restored.mkdir(parents=True, exist_ok=True)
     (restored / "index.html").write_text("<title>restored</title>")
     with pg_connect(lab, drp, topology.APP_PG_DB) as conn:
-        conn.execute("CREATE TABLE users (id int)")
+        conn.execute("CREATE TABLE IF NOT EXISTS reset_check (id int)")
 
     after = api.reset()
 
@@ -454,15 +459,16 @@ def test_reset_returns_to_the_seeded_state_keeping_keys_and_secrets(lab) -> None
 def test_down_then_up_stops_everything_then_brings_it_back(lab) -> None:
     seed_before = read_seed(lab.paths)
     ports = _lab_ports()
-    stopped = api.down()
-    try:
-        assert stopped.none_running
-        assert len(stopped.stopped) == len(ports)
-        listening = [f"{a}:{p}" for a, p in ports if procs.is_listening(a, p)]
-        assert listening == []
-        assert list(lab.paths.run.glob("*.json")) == []
-    finally:
-        again = api.up()
+    with lab.exclusive():
+        stopped = api.down()
+        try:
+            assert stopped.none_running
+            assert len(stopped.stopped) == len(ports)
+            listening = [f"{a}:{p}" for a, p in ports if procs.is_listening(a, p)]
+            assert listening == []
+            assert list(lab.paths.run.glob("*.json")) == []
+        finally:
+            again = api.up()
     assert again.all_running
     assert sorted(again.started) == sorted(s.name for s in again.services)
     assert all(procs.is_listening(a, p) for a, p in ports)

@@ -1,4 +1,4 @@
-"""The lab supervisor with real processes on spare loopback addresses (127.0.16.x).
+"""The lab supervisor with real processes on spare loopback addresses (127.0.17.x).
 
 These run without the lab: each test gets its own lab directory and its own address.
 """
@@ -54,7 +54,7 @@ def wait_listening(address: str, port: int) -> None:
 
 
 def test_start_records_the_daemon_and_stop_leaves_nothing(supervisor, paths) -> None:
-    address = "127.0.16.1"
+    address = "127.0.17.1"
     result = supervisor.start([http_daemon(paths, address)])
     assert result.started == ["web-test"]
     record = supervisor.running("web-test")
@@ -71,7 +71,7 @@ def test_start_records_the_daemon_and_stop_leaves_nothing(supervisor, paths) -> 
 
 
 def test_port_taken_by_another_process_is_named(supervisor, paths) -> None:
-    address = "127.0.16.2"
+    address = "127.0.17.2"
     squatter = subprocess.Popen(
         [
             sys.executable,
@@ -104,7 +104,7 @@ def test_reused_pid_is_not_taken_for_our_daemon(supervisor, paths) -> None:
             pid=stranger.pid,
             start_time=info.start_time,
             argv=[sys.executable, "-m", "http.server", "--directory", str(paths.root)],
-            address="127.0.16.3",
+            address="127.0.17.3",
             port=PORT,
             stop_signal=15,
             started_at="2026-01-01T00:00:00Z",
@@ -128,7 +128,7 @@ def test_daemon_that_exits_at_once_points_at_its_log(supervisor, paths) -> None:
         name="crash-test",
         host="test",
         argv=["sh", "-c", "echo cannot open config file >&2; exit 3", str(paths.root)],
-        address="127.0.16.4",
+        address="127.0.17.4",
         port=PORT,
         ready=lambda: False,
     )
@@ -145,7 +145,7 @@ def test_daemon_that_never_answers_is_stopped_after_the_timeout(supervisor, path
         name="silent-test",
         host="test",
         argv=["sleep", "60"],
-        address="127.0.16.5",
+        address="127.0.17.5",
         port=PORT,
         ready=lambda: False,
     )

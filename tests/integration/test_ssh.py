@@ -4,45 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ssh_lab import known_hosts_lines, running_agent, target
 
-from lab import topology
 from providers.ssh import SshError, SshHost, SshTarget
 
 pytestmark = pytest.mark.lab
 
 SECRET = "s3cr3t with spaces, 'quotes' and $dollars\\"
-
-
-def target(lab, name: str, **changes: object) -> SshTarget:
-    lab_host = topology.host(name)
-    values: dict[str, object] = {
-        "name": name,
-        "address": lab_host.address,
-        "port": topology.SSH_PORT,
-        "user": lab_host.user,
-        "key_path": lab.paths.operator_key,
-        "known_hosts": lab.paths.known_hosts,
-    }
-    values.update(changes)
-    return SshTarget(**values)  # type: ignore[arg-type]
-
-
-def known_hosts_lines(lab) -> dict[str, str]:
-    """The lab's known_hosts, one line per host name."""
-    by_address = {
-        line.split()[0]: line for line in lab.paths.known_hosts.read_text().splitlines() if line
-    }
-    return {h.name: by_address[f"[{h.address}]:{topology.SSH_PORT}"] for h in topology.HOSTS}
 
 
 def refusal(host_target: SshTarget) -> str:
@@ -186,26 +161,9 @@ def test_commands_share_one_connection(drp: SshHost) -> None:
 @pytest.fixture
 def agent(lab, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A real ssh-agent holding the operator key; SSH_AUTH_SOCK points at it."""
-    directory = tempfile.mkdtemp(prefix="drp-agent-")  # short: socket paths are limited
-    socket_path = os.path.join(directory, "agent.sock")
-    process = subprocess.Popen(["ssh-agent", "-D", "-a", socket_path], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(socket_path) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        env = {**os.environ, "SSH_AUTH_SOCK": socket_path}
-        subprocess.run(
-            ["ssh-add", "-q", str(lab.paths.operator_key)],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+    with running_agent(lab.paths.operator_key) as socket_path:
         monkeypatch.setenv("SSH_AUTH_SOCK", socket_path)
         yield socket_path
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_agent_mode_logs_in_with_the_agents_key(lab, agent: str) -> None:

@@ -1,0 +1,453 @@
+"""The activation and drill flows on the lab, under a real Prefect server.
+
+The order gate is answered the way the UI does it (the resume API, with the input schema the UI
+renders its form from); what a user would notice is checked for real: what Knot answers, what
+the DRP web page shows, what the DRP databases hold, what the report says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import dns.message
+import dns.query
+import httpx
+import pytest
+
+from lab import topology
+from runbooks import connect
+from runbooks.inventory import Site, load_site
+from runbooks.report import load_report
+from runbooks.services import dns_provider, reports_dir
+
+pytestmark = [pytest.mark.lab, pytest.mark.prefect]
+
+LAB_CONFIG = topology.REPO_ROOT / "config" / "lab.yaml"
+PRODUCTION = topology.host("production").address
+DRP = topology.host("drp").address
+NAMES = (topology.ZONE + ".", f"www.{topology.ZONE}.")
+
+
+# -- what a user can observe -------------------------------------------------------------------
+def knot_answers() -> dict[str, list[str]]:
+    """What the lab's authoritative server answers for the switched names."""
+    answers = {}
+    for name in NAMES:
+        response = dns.query.tcp(
+            dns.message.make_query(name, "A"),
+            topology.DNS_ADDRESS,
+            port=topology.DNS_PORT,
+            timeout=5,
+        )
+        answers[name] = sorted(r.to_text() for rrset in response.answer for r in rrset)
+    return answers
+
+
+def drp_state(site: Site) -> dict[str, Any]:
+    """The DRP server's application files and databases, as a comparable value."""
+    from providers import mysql, postgres
+
+    with connect.HostPool(site) as pool:
+        listing = (
+            pool["drp"]
+            .run(["sh", "-c", "find srv .drp -printf '%P %s %T@\\n' 2>/dev/null | sort; true"])
+            .stdout
+        )
+    databases = {}
+    for db in site.environments[0].databases:
+        endpoint = connect.db_endpoint(site, db, "drp")
+        password = connect.database_password(site, db)
+        engine = postgres if db.engine == "postgresql" else mysql
+        state = engine.read_state(endpoint, password)
+        databases[db.name] = (state.exists, state.tables, state.marker)
+    return {"files": listing, "databases": databases}
+
+
+def web_page(address: str) -> str:
+    response = httpx.get(
+        f"http://{address}:{topology.WEB_PORT}/",
+        headers={"Host": f"www.{topology.ZONE}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text[:300]
+    return response.text
+
+
+def tickets(site: Site, event: str, operation_id: str) -> list[dict[str, Any]]:
+    path = Path(site.tickets[0].path)
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("event") == event and r.get("operation_id") == operation_id]
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def site(lab, prefect_server, tmp_path_factory) -> Iterator[Site]:
+    os.environ["DRP_REPORTS_DIR"] = str(tmp_path_factory.mktemp("reports"))
+    loaded = load_site(LAB_CONFIG)
+    from runbooks.backups import choose_sets
+
+    if not choose_sets(loaded).complete:
+        done = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "backup", "run", "-c", str(LAB_CONFIG)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    yield loaded
+    os.environ.pop("DRP_REPORTS_DIR", None)
+
+
+@pytest.fixture
+def dns_back_to_production(site: Site) -> Iterator[None]:
+    """Whatever a test does to the lab zone, it ends pointing at production again."""
+    yield
+    provider = dns_provider(site)
+    for record in site.environments[0].dns_records:
+        provider.set_records(record.zone, record.name, record.type, [PRODUCTION])
+    provider.refresh(topology.ZONE)
+    deadline = time.monotonic() + 30
+    while any(v != [PRODUCTION] for v in knot_answers().values()):
+        assert time.monotonic() < deadline, knot_answers()
+        time.sleep(0.5)
+
+
+class FlowInThread:
+    """Runs a flow in a thread of this process and learns its flow run id at the gate."""
+
+    def __init__(self, fn: Callable[..., Any], **params: Any) -> None:
+        from flows import gate
+
+        self.run_id: UUID | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._gate = gate
+        gate.add_gate_listener(self._listen)
+        self.thread = threading.Thread(target=self._run, args=(fn, params), daemon=True)
+        self.thread.start()
+
+    def _listen(self, run_id: UUID, plan_hash: str, brief: str) -> None:
+        self.run_id = run_id
+
+    def _run(self, fn: Callable[..., Any], params: dict[str, Any]) -> None:
+        try:
+            self.result = fn(**params)
+        except BaseException as err:
+            self.error = err
+        finally:
+            self._gate.remove_gate_listener(self._listen)
+
+    def wait_paused(self, timeout: float = 120, after: int = 0) -> UUID:
+        """Until the run waits for the order (the `after`+1-th time it opens the gate)."""
+        from prefect.client.orchestration import get_client
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.thread.is_alive() or self.run_id, f"the flow ended early: {self.error!r}"
+            if self.run_id is not None:
+                with get_client(sync_client=True) as client:
+                    state = client.read_flow_run(self.run_id).state
+                if state and state.is_paused() and _pause_count(state) > after:
+                    return self.run_id
+            time.sleep(0.3)
+        raise AssertionError("the flow never paused for the order")
+
+    def join(self, timeout: float = 300) -> Any:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the flow is still running"
+        return self.result
+
+
+def _pause_count(state: Any) -> int:
+    key = state.state_details.pause_key or "0"
+    return int(key) if key.isdigit() else 1
+
+
+def read_form(run_id: UUID) -> tuple[dict[str, Any], str]:
+    """The schema the UI renders the form from, and the markdown shown above it."""
+    from prefect.client.orchestration import get_client
+    from prefect.input.run_input import keyset_from_paused_state
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+        keyset = keyset_from_paused_state(state)
+        schema = json.loads(client.read_flow_run_input(run_id, keyset["schema"]))
+        description = json.loads(client.read_flow_run_input(run_id, keyset["description"]))
+    return schema, description
+
+
+def resume(run_id: UUID, answer: dict[str, Any]) -> None:
+    """What the UI's Resume button does."""
+    from prefect.flow_runs import resume_flow_run
+
+    resume_flow_run(run_id, run_input=answer)
+
+
+# -- the gate ----------------------------------------------------------------------------------
+def test_refused_order_changes_nothing_and_incomplete_answers_keep_the_gate_open(site) -> None:
+    from flows.activate import drp_activate
+
+    before = (drp_state(site), knot_answers())
+    run = FlowInThread(drp_activate, config=str(LAB_CONFIG), operation_id="activate-refused-1")
+    run_id = run.wait_paused()
+    schema, brief = read_form(run_id)
+    props = schema["properties"]
+    assert set(schema["required"]) == {"ordered_by", "reference"}
+    assert props["decision"]["enum"] == ["activate", "refuse"]
+    assert props["data_loss_acknowledged"]["type"] == "boolean"
+    report = load_report(reports_dir(site), "activate-refused-1")
+    assert props["plan_hash"]["default"] == report.plan_hash
+    assert "will be lost" in brief and report.plan_hash in brief
+    assert "backup-" in brief  # the backups chosen are named
+
+    # No name: the server validates against the schema and keeps the run paused.
+    with pytest.raises(RuntimeError, match="ordered_by"):
+        resume(run_id, {"reference": "T-1", "decision": "activate", "plan_hash": report.plan_hash})
+    # Data loss not acknowledged: taken by the server, refused by the gate, which opens again.
+    resume(run_id, {"ordered_by": "Jane Doe", "reference": "T-1", "decision": "activate",
+                    "plan_hash": report.plan_hash})  # fmt: skip
+    run_id = run.wait_paused(after=1)
+    _, brief = read_form(run_id)
+    assert "The previous answer was not taken" in brief and "not acknowledged" in brief
+    resume(run_id, {"ordered_by": "Jane Doe", "reference": "T-2", "decision": "refuse"})
+    result = run.join()
+    assert result["outcome"] == "refused"
+    assert result["order"]["ordered_by"] == "Jane Doe"
+    assert "nothing was changed" in result["message"]
+    assert (drp_state(site), knot_answers()) == before
+
+
+def test_gate_timeout_ends_the_run_with_nothing_changed(site) -> None:
+    from flows.activate import drp_activate
+
+    before = (drp_state(site), knot_answers())
+    run = FlowInThread(
+        drp_activate, config=str(LAB_CONFIG), operation_id="activate-timeout-1",
+        gate_timeout_seconds=4,
+    )  # fmt: skip
+    run.wait_paused()
+    run.join()
+    assert run.error is not None and "no order was given within 4 s" in str(run.error)
+    report = load_report(reports_dir(site), "activate-timeout-1")
+    assert report.outcome == "timed-out" and "nothing was changed" in report.message
+    assert (drp_state(site), knot_answers()) == before
+
+
+# -- a full activation -------------------------------------------------------------------------
+def test_activation_restores_on_drp_then_switches_dns(site, dns_back_to_production) -> None:
+    from flows.activate import drp_activate
+
+    assert set(map(tuple, knot_answers().values())) == {(PRODUCTION,)}
+    production_page = web_page(PRODUCTION)
+    op = "activate-full-1"
+    run = FlowInThread(drp_activate, config=str(LAB_CONFIG), operation_id=op)
+    run_id = run.wait_paused()
+    plan_hash = load_report(reports_dir(site), op).plan_hash
+    resume(run_id, {"ordered_by": "Jane Doe", "reference": "1STKYC-42", "decision": "activate",
+                    "data_loss_acknowledged": True, "plan_hash": plan_hash})  # fmt: skip
+    result = run.join()
+    assert run.error is None, run.error
+    assert result["outcome"] == "succeeded"
+
+    # Knot now answers the DRP address for every switched name.
+    assert knot_answers() == {name: [DRP] for name in NAMES}
+    # The DRP web page shows the restored files and rows (as production's did at backup time).
+    drp_page = web_page(DRP)
+    assert "Served by lab host <b>drp</b>" in drp_page
+    files, tables = _counts(drp_page)
+    assert files > 1000 and len(tables) == 6 and all(n > 0 for n in tables.values())
+    assert _counts(drp_page) == _counts(production_page)
+    # The report: order, timeline, RTO/RPO, the records before the switch.
+    report = load_report(reports_dir(site), op)
+    assert report.order["reference"] == "1STKYC-42"
+    assert report.rto_seconds is not None and report.rto_seconds > 0
+    assert report.data_loss_seconds is not None and report.data_loss_seconds > 0
+    assert {d["targets"][0] for d in report.dns_before} == {PRODUCTION}
+    outcomes = {r.step: r.outcome.value for r in report.timeline}
+    assert outcomes["copy-app-files-www"] == "applied"
+    assert outcomes["verify-app-drp-ip"] == "skipped"  # a read-only check that passed
+    assert len(tickets(site, "drp-finalized", op)) == 1
+
+
+def _counts(page: str) -> tuple[int, dict[str, int]]:
+    """What the lab page shows: the file count and the rows of each table."""
+    import re
+
+    files = int(re.search(r'id="file-count">(\d+)<', page).group(1))
+    tables = {t: int(n) for t, n in re.findall(r"<td>(\w+)</td><td class=n>(\d+)</td>", page)}
+    return files, tables
+
+
+# -- drill -------------------------------------------------------------------------------------
+def test_drill_from_the_command_line_leaves_dns_untouched(site, prefect_server) -> None:
+    before = knot_answers()
+    op = "drill-cli-1"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "drill",
+            "-c",
+            str(LAB_CONFIG),
+            "--operation-id",
+            op,
+            "--order-by",
+            "Lab Operator",
+            "--reference",
+            "DRILL-7",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "PREFECT_API_URL": prefect_server.api_url},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "RTO (order to service verified)" in done.stdout
+    assert knot_answers() == before
+    report = load_report(reports_dir(site), op)
+    assert report.outcome == "succeeded"
+    assert not any(r.step.startswith("dns-") for r in report.timeline)
+    assert report.order["via"] and report.order["ordered_by"] == "Lab Operator"
+    assert len(tickets(site, "drill-finished", op)) == 1
+
+
+# -- kill and resume ---------------------------------------------------------------------------
+def _start_activation(op: str, prefect_server, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "activate",
+            "-c",
+            str(LAB_CONFIG),
+            "--operation-id",
+            op,
+            "--order-by",
+            "Jane Doe",
+            "--reference",
+            "1STKYC-43",
+            "--acknowledge-data-loss",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PREFECT_API_URL": prefect_server.api_url},
+        start_new_session=True,
+    )
+
+
+def _report_data(site: Site, op: str) -> dict[str, Any]:
+    path = reports_dir(site) / f"{op}.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _kill_when(process: subprocess.Popen[str], condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 300
+    while not condition():
+        assert process.poll() is None, f"ended before {what}: {process.stdout.read()[-3000:]}"
+        assert time.monotonic() < deadline, f"never reached {what}"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _remote_rsync_gone(site: Site) -> None:
+    with connect.HostPool(site) as pool:
+        for _ in range(100):
+            if not pool["drp"].run(["pgrep", "-u", site.hosts.drp.user, "rsync"], check=False).ok:
+                return
+            time.sleep(0.1)
+
+
+def test_killed_during_copy_and_import_resumes_without_redoing_work(
+    site, prefect_server, dns_back_to_production
+) -> None:
+    op = "activate-resume-1"
+    with connect.HostPool(site) as pool:  # start from an empty web root on drp
+        pool["drp"].run(["rm", "-rf", "srv/app/www"])
+    total = next(
+        t.tree.bytes
+        for c in _selection(site).environments.values()
+        for t in c.trees
+        if t.tree.name == "www"
+    )
+
+    # 1. Killed in the middle of the copy (slowed down so that there is a middle).
+    first = _start_activation(op, prefect_server, "--bwlimit", "2000")
+    with connect.HostPool(site) as pool:
+        drp = pool["drp"]
+
+        def copy_half_done() -> bool:
+            out = drp.run(["sh", "-c", "du -sb srv/app/www 2>/dev/null | cut -f1"], check=False)
+            return out.ok and out.stdout.strip().isdigit() and int(out.stdout) > total // 3
+
+        _kill_when(first, copy_half_done, "the middle of the copy")
+    _remote_rsync_gone(site)
+
+    # 2. Resumed, then killed in the middle of the database imports.
+    second = _start_activation(op, prefect_server)
+
+    def importing() -> bool:
+        steps = {r["step"] for r in _report_data(site, op).get("timeline", [])}
+        return {"copy-app-files-www", "copy-app-configs-config"} <= steps
+
+    _kill_when(second, importing, "the imports")
+    www = next(r for r in _report_data(site, op)["timeline"] if r["step"] == "copy-app-files-www")
+    assert www["outcome"] == "applied"
+    assert 0 < www["bytes"] < total, "the resumed copy sent again files that had arrived"
+
+    # 3. Resumed to the end: completed steps are skipped with their reasons.
+    db = site.environments[0].databases
+    markers_before = {d.name: _marker(site, d) for d in db}
+    third = _start_activation(op, prefect_server)
+    output, _ = third.communicate(timeout=600)
+    assert third.returncode == 0, output[-4000:]
+    report = load_report(reports_dir(site), op)
+    outcomes = {r.step: r for r in report.timeline}
+    assert outcomes["copy-app-files-www"].outcome.value == "skipped"
+    assert "earlier run" in outcomes["copy-app-files-www"].reason
+    for d in db:
+        record = outcomes[f"restore-app-{d.name}"]
+        before = markers_before[d.name]
+        if before is not None and before.complete and before.operation_id == op:
+            # imported before the kill: not imported again
+            assert record.outcome.value == "skipped", record.reason
+            assert _marker(site, d) == before
+        assert _marker(site, d).operation_id == op
+    assert report.outcome == "succeeded"
+    assert knot_answers() == {name: [DRP] for name in NAMES}
+
+
+def _selection(site: Site) -> Any:
+    from runbooks.backups import choose_sets
+
+    return choose_sets(site)
+
+
+def _marker(site: Site, db: Any) -> Any:
+    from providers import mysql, postgres
+
+    engine = postgres if db.engine == "postgresql" else mysql
+    return engine.read_marker(
+        connect.db_endpoint(site, db, "drp"), connect.database_password(site, db)
+    )
