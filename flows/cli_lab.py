@@ -19,7 +19,7 @@ lab_app = typer.Typer(
         "State lives in .lab/ (or $DRP_LAB_DIR). `up`, `down` and `reset` need root."
     ),
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
 
 console = Console()
@@ -101,14 +101,14 @@ def _fail(err: LabError) -> typer.Exit:
 
 @lab_app.command()
 def up(files_mb: FilesMb = None, rows: Rows = None, as_json: JsonOutput = False) -> None:
-    """Start the lab; create and seed whatever is missing. [bold]Changes the machine.[/bold]
+    """Start the lab; create and seed whatever is missing. **Changes the machine.**
 
     Idempotent: what already runs is left alone and only missing daemons start. On first use it
     generates the lab's secrets (.lab/lab.env) and SSH keys, creates one unix user per lab host,
     initializes the databases and seeds production with a sample application. Asking for other
     sizes than the current seeding re-seeds production.
 
-    Example: [cyan]sudo drp lab up --files-mb 1024 --rows 1000000[/cyan] (benchmark sizes).
+    Example: `sudo drp lab up --files-mb 1024 --rows 1000000` (benchmark sizes).
     """
     try:
         status = api.up(files_mb=files_mb, rows=rows)
@@ -131,9 +131,9 @@ def up(files_mb: FilesMb = None, rows: Rows = None, as_json: JsonOutput = False)
 
 @lab_app.command()
 def down(as_json: JsonOutput = False) -> None:
-    """Stop every lab daemon. [bold]Changes the machine.[/bold]
+    """Stop every lab daemon. **Changes the machine.**
 
-    Data, keys, secrets and users stay: [cyan]drp lab up[/cyan] brings the same lab back.
+    Data, keys, secrets and users stay: `drp lab up` brings the same lab back.
     Afterwards nothing listens on the lab's addresses.
     """
     try:
@@ -150,7 +150,7 @@ def down(as_json: JsonOutput = False) -> None:
 def status(as_json: JsonOutput = False) -> None:
     """Show each lab daemon: host, service, address:port, pid and state. Read-only.
 
-    [green]running[/green] means the process is ours and its port answers. Exits 1 unless all
+    *running* means the process is ours and its port answers. Exits 1 unless all
     are running, so scripts can wait on it.
     """
     try:
@@ -164,7 +164,7 @@ def status(as_json: JsonOutput = False) -> None:
 
 @lab_app.command()
 def reset(files_mb: FilesMb = None, rows: Rows = None, as_json: JsonOutput = False) -> None:
-    """Return the lab to its freshly seeded state. [bold]Destroys lab data.[/bold]
+    """Return the lab to its freshly seeded state. **Destroys lab data.**
 
     Stops everything, wipes the data directories, host roots (what restores and drills wrote
     there) and backup areas, then starts again and re-seeds production. Keys, secrets and unix

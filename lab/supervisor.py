@@ -207,7 +207,7 @@ class Supervisor:
                 self.stop([late.daemon.name])
                 raise LabError(
                     f"{late.daemon.name} did not answer on {late.daemon.address}:"
-                    f"{late.daemon.port} within {timeout:.0f} s (stopped it again); its log "
+                    f"{late.daemon.port} within {timeout:g} s (stopped it again); its log "
                     f"{late.record.log} ends with:\n{_tail(Path(late.record.log))}"
                 )
             if pending:

@@ -23,6 +23,7 @@ import http.client
 import json
 import mimetypes
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -248,6 +249,16 @@ class Handler(BaseHTTPRequestHandler):
         if not head_only:
             self.wfile.write(body)
 
+    def _send_file(self, file: Path, head_only: bool) -> None:
+        with file.open("rb") as handle:  # streamed: media files can be hundreds of MB
+            self.send_response(200)
+            kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(os.fstat(handle.fileno()).st_size))
+            self.end_headers()
+            if not head_only:
+                shutil.copyfileobj(handle, self.wfile, 1024 * 1024)
+
     def _answer(self, head_only: bool) -> None:
         path = urlsplit(self.path).path
         if path == "/health":
@@ -260,8 +271,7 @@ class Handler(BaseHTTPRequestHandler):
             page = render_home(self.site, self.headers.get("Host", ""))
             self._send(200, page.encode(), "text/html; charset=utf-8", head_only)
         elif (file := self.site.static_file(path)) is not None:
-            kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-            self._send(200, file.read_bytes(), kind, head_only)
+            self._send_file(file, head_only)
         else:
             self._send(404, b"not found\n", "text/plain; charset=utf-8", head_only)
 

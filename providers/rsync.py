@@ -8,7 +8,7 @@ The receiving host logs in to the sending host in one of two ways (`RemoteEndpoi
 
 (a) **A key the receiving host holds** (`key_path="~/.ssh/id_ed25519"`, a path ON THE RECEIVING
     HOST). Its public key must be in the sending user's `~/.ssh/authorized_keys`. Only that key
-    is offered (`IdentitiesOnly=yes`).
+    is offered (`IdentitiesOnly=yes`); a wrong path fails instead of falling back to another key.
 (b) **Agent forwarding** (`key_path=None`): the operator's ssh-agent is forwarded through the
     drp -> receiver connection (`SshHost(target, forward_agent=True)`), and the inner ssh
     authenticates with the agent's keys only (`IdentityFile=none`, so a stray key in the
@@ -287,11 +287,13 @@ def ssh_argv(source: RemoteEndpoint) -> list[str]:
         f"UserKnownHostsFile={_ssh_option_value(source.known_hosts)}",
         "-o",
         f"ConnectTimeout={source.connect_timeout}",
+        # Never the default ~/.ssh/id_* keys: ssh falls back to them when the -i file is
+        # missing, which would hide a wrong key path behind a key nobody chose.
+        "-o",
+        "IdentityFile=none",
     ]
     if source.key_path is not None:
         argv += ["-i", source.key_path, "-o", "IdentitiesOnly=yes"]
-    else:
-        argv += ["-o", "IdentityFile=none"]
     return argv
 
 
@@ -529,6 +531,11 @@ def _hint(result: CommandResult, receiver: str, source: RemoteEndpoint) -> str:
             f"({source.address}:{source.port}): it is not in {source.known_hosts} on {receiver}. "
             f"Check {source.name}'s key fingerprint with its administrator, then add it on "
             f"{receiver}: {keyscan} >> {source.known_hosts}"
+        )
+    if source.key_path is not None and "Identity file" in err and "not accessible" in err:
+        return (
+            f"the key {source.key_path} does not exist on {receiver} (or cannot be read): fix "
+            f"the key path, or leave it empty to use the forwarded agent"
         )
     if "Permission denied" in err and "publickey" in err:
         if source.key_path is not None:

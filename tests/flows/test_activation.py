@@ -7,6 +7,7 @@ the DRP web page shows, what the DRP databases hold, what the report says.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import signal
@@ -136,7 +137,11 @@ class FlowInThread:
         self.error: BaseException | None = None
         self._gate = gate
         gate.add_gate_listener(self._listen)
-        self.thread = threading.Thread(target=self._run, args=(fn, params), daemon=True)
+        # A new thread starts with an empty context: carry Prefect's settings (the API URL).
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(
+            target=context.run, args=(self._run, fn, params), daemon=True
+        )
         self.thread.start()
 
     def _listen(self, run_id: UUID, plan_hash: str, brief: str) -> None:

@@ -1,7 +1,8 @@
 """The local lab answers for real: SSH, rsync between hosts, both databases, the web app.
 
-Every test talks to the running lab's daemons on their loopback addresses. The down/up cycle
-comes last and leaves the lab running again.
+Every test talks to the running lab's daemons on their loopback addresses. Tests of the seeded
+state first reset the lab (once for the module); the down/up cycle comes last and leaves the
+lab running again.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import shlex
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import fabric
@@ -24,7 +26,7 @@ import pytest
 from lab import api, procs, topology
 from lab import seed as seeding
 from lab.secrets import load_secrets
-from lab.seed import MIB, read_seed
+from lab.seed import MIB, SeedReport, read_seed
 
 pytestmark = pytest.mark.lab
 
@@ -110,6 +112,84 @@ def process_uid(pid: int) -> int:
         if line.startswith("Uid:"):
             return int(line.split()[1])
     raise AssertionError(f"no Uid line for pid {pid}")
+
+
+@dataclass(frozen=True)
+class ResetOutcome:
+    """The lab just after `api.reset()`, and what it looked like before."""
+
+    before_seed: SeedReport
+    after: api.LabStatus
+    operator_key: str
+    known_hosts: str
+    secrets: dict[str, str]
+    restored_files: Path
+
+
+@pytest.fixture(scope="module")
+def fresh_lab(lab) -> ResetOutcome:
+    """Leaves behind what a drill would (a backup, restored files and tables on drp), then
+    resets the lab, so the tests below see the freshly seeded state whatever ran before."""
+    with lab.exclusive():  # no other test session may be using the lab meanwhile
+        drp = topology.host("drp")
+        before = read_seed(lab.paths)
+        assert before is not None
+        (lab.paths.host_root("backup-even") / topology.BACKUP_AREA / "app.tar").write_text("x")
+        restored = lab.paths.host_root("drp") / topology.APP_FILES_DIR
+        restored.mkdir(parents=True, exist_ok=True)
+        (restored / "index.html").write_text("<title>restored</title>")
+        with pg_connect(lab, drp, topology.APP_PG_DB) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS reset_check (id int)")
+        outcome = ResetOutcome(
+            before_seed=before,
+            after=api.reset(),
+            operator_key=lab.paths.operator_key.read_text(),
+            known_hosts=lab.paths.known_hosts.read_text(),
+            secrets=load_secrets(lab.paths),
+            restored_files=restored,
+        )
+    return outcome
+
+
+# ---------------------------------------------------------------- reset
+
+
+def test_reset_reseeds_production_with_the_same_sizes(fresh_lab: ResetOutcome) -> None:
+    after = fresh_lab.after
+    assert after.all_running
+    assert after.seed is not None
+    assert after.seed.seed_id != fresh_lab.before_seed.seed_id
+    assert after.seed.size == fresh_lab.before_seed.size
+    assert after.notes[0] == "wiped data directories, host roots and backup areas"
+
+
+def test_reset_keeps_keys_and_secrets(lab, fresh_lab: ResetOutcome) -> None:
+    assert fresh_lab.secrets == lab.secrets
+    assert fresh_lab.operator_key == lab.paths.operator_key.read_text()
+    assert fresh_lab.known_hosts == lab.paths.known_hosts.read_text()
+
+
+def test_backup_areas_start_empty(lab, fresh_lab: ResetOutcome) -> None:
+    for name in ("backup-even", "backup-odd"):
+        area = lab.paths.host_root(name) / topology.BACKUP_AREA
+        assert area.is_dir()
+        assert list(area.iterdir()) == []
+
+
+def test_drp_starts_with_empty_databases_and_no_files(lab, fresh_lab: ResetOutcome) -> None:
+    drp = topology.host("drp")
+    assert not fresh_lab.restored_files.exists()
+    with pg_connect(lab, drp, topology.APP_PG_DB) as conn:
+        tables = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()[0]
+    assert tables == 0
+    with mysql_connect(lab, drp, topology.APP_MYSQL_DB) as conn, conn.cursor() as cursor:
+        assert cursor.execute("SHOW TABLES") == 0
+    status, page = http_get(drp.address, "/", f"www.{topology.ZONE}")
+    assert status == 200
+    assert "Served by lab host <b>drp</b>" in page
+    assert '<span id="file-count">0</span>' in page
 
 
 # ---------------------------------------------------------------- status and secrets
@@ -244,7 +324,7 @@ def test_rsync_between_hosts_checks_host_keys(ssh) -> None:
 # ---------------------------------------------------------------- databases
 
 
-def test_postgresql_answers_with_the_seeded_rows(lab) -> None:
+def test_postgresql_answers_with_the_seeded_rows(lab, fresh_lab) -> None:
     seed = read_seed(lab.paths)
     assert seed is not None
     with pg_connect(lab, topology.host("production"), topology.APP_PG_DB) as conn:
@@ -256,7 +336,7 @@ def test_postgresql_answers_with_the_seeded_rows(lab) -> None:
     assert all(count > 0 for count in counts.values())
 
 
-def test_mariadb_answers_with_the_seeded_rows(lab) -> None:
+def test_mariadb_answers_with_the_seeded_rows(lab, fresh_lab) -> None:
     seed = read_seed(lab.paths)
     assert seed is not None
     with (
@@ -268,17 +348,6 @@ def test_mariadb_answers_with_the_seeded_rows(lab) -> None:
             cursor.execute(f"SELECT COUNT(*) FROM `{table}`")
             counts[table] = cursor.fetchone()[0]
     assert counts == seed.mysql_rows
-
-
-def test_drp_starts_with_empty_application_databases(lab) -> None:
-    drp = topology.host("drp")
-    with pg_connect(lab, drp, topology.APP_PG_DB) as conn:
-        tables = conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
-        ).fetchone()[0]
-    assert tables == 0
-    with mysql_connect(lab, drp, topology.APP_MYSQL_DB) as conn, conn.cursor() as cursor:
-        assert cursor.execute("SHOW TABLES") == 0
 
 
 @pytest.mark.parametrize("host", DB_HOSTS, ids=lambda h: h.name)
@@ -302,7 +371,7 @@ def test_database_logins_need_the_lab_password(lab, host: topology.LabHost) -> N
 # ---------------------------------------------------------------- seed sizes
 
 
-def test_production_is_seeded_with_the_sizes_asked(lab) -> None:
+def test_production_is_seeded_with_the_sizes_asked(lab, fresh_lab) -> None:
     seed = read_seed(lab.paths)
     assert seed is not None
     files_dir = lab.paths.host_root("production") / topology.APP_FILES_DIR
@@ -357,7 +426,7 @@ def test_seeding_writes_exactly_the_sizes_asked(lab, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("host_header", [f"www.{topology.ZONE}", topology.ZONE])
-def test_web_page_shows_seeded_content(lab, host_header: str) -> None:
+def test_web_page_shows_seeded_content(lab, fresh_lab, host_header: str) -> None:
     seed = read_seed(lab.paths)
     assert seed is not None
     status, page = http_get(topology.host("production").address, "/", host_header)
@@ -370,7 +439,7 @@ def test_web_page_shows_seeded_content(lab, host_header: str) -> None:
         assert f"<td>{table}</td><td class=n>{count}</td>" in page
 
 
-def test_web_health_is_ok_when_both_databases_answer(lab) -> None:
+def test_web_health_is_ok_when_both_databases_answer(lab, fresh_lab) -> None:
     status, body = http_get(topology.host("production").address, "/health", topology.ZONE)
     assert status == 200
     health = json.loads(body)
@@ -378,13 +447,6 @@ def test_web_health_is_ok_when_both_databases_answer(lab) -> None:
     assert health["host"] == "production"
     assert health["postgresql"]["tables"]["users"] > 0
     assert health["mysql"]["tables"]["orders"] > 0
-
-
-def test_drp_web_serves_its_own_empty_environment(lab) -> None:
-    status, page = http_get(topology.host("drp").address, "/", f"www.{topology.ZONE}")
-    assert status == 200
-    assert "Served by lab host <b>drp</b>" in page
-    assert '<span id="file-count">0</span>' in page
 
 
 def test_maintenance_flag_turns_every_page_into_503(lab) -> None:
@@ -415,45 +477,6 @@ def test_web_serves_the_environment_files(lab) -> None:
 
 def _lab_ports() -> list[tuple[str, int]]:
     return [(s.address, s.port) for s in api.status().services]
-
-
-def test_reset_returns_to_the_seeded_state_keeping_keys_and_secrets(lab) -> None:
-    with lab.exclusive():  # no other test session may be using the lab meanwhile
-        _check_reset(lab)
-
-
-def _check_reset(lab) -> None:
-    drp = topology.host("drp")
-    before = read_seed(lab.paths)
-    operator_key = lab.paths.operator_key.read_text()
-    known_hosts = lab.paths.known_hosts.read_text()
-    # What a drill leaves behind: a backup, restored files, a restored table.
-    (lab.paths.host_root("backup-even") / topology.BACKUP_AREA / "app.tar").write_text("x")
-    restored = lab.paths.host_root("drp") / topology.APP_FILES_DIR
-    restored.mkdir(parents=True, exist_ok=True)
-    (restored / "index.html").write_text("<title>restored</title>")
-    with pg_connect(lab, drp, topology.APP_PG_DB) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS reset_check (id int)")
-
-    after = api.reset()
-
-    assert after.all_running
-    assert after.seed is not None and before is not None
-    assert after.seed.seed_id != before.seed_id  # production seeded again...
-    assert after.seed.size == before.size  # ...with the same sizes
-    for name in ("backup-even", "backup-odd"):
-        area = lab.paths.host_root(name) / topology.BACKUP_AREA
-        assert area.is_dir()
-        assert list(area.iterdir()) == []
-    assert not restored.exists()
-    with pg_connect(lab, drp, topology.APP_PG_DB) as conn:
-        tables = conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
-        ).fetchone()[0]
-    assert tables == 0
-    assert load_secrets(lab.paths) == lab.secrets
-    assert lab.paths.operator_key.read_text() == operator_key
-    assert lab.paths.known_hosts.read_text() == known_hosts
 
 
 def test_down_then_up_stops_everything_then_brings_it_back(lab) -> None:

@@ -149,7 +149,7 @@ def test_daemon_that_never_answers_is_stopped_after_the_timeout(supervisor, path
         port=PORT,
         ready=lambda: False,
     )
-    with pytest.raises(LabError, match=r"silent-test did not answer on 127\.0\.16\.5:18080"):
+    with pytest.raises(LabError, match=r"silent-test did not answer on 127\.0\.17\.5:18080"):
         supervisor.start([silent], timeout=0.5)
     assert supervisor.records() == []
 

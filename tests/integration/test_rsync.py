@@ -348,7 +348,7 @@ def test_a_key_path_missing_on_the_receiver_fails_with_the_fix(
     source = make_tree(production, scratch)
     with pytest.raises(RsyncError) as caught:
         copy_tree(drp, from_production(source, key_path="~/.ssh/no-such-key"), f"{scratch}/copy")
-    assert "production refused the key ~/.ssh/no-such-key of drp" in str(caught.value)
+    assert "the key ~/.ssh/no-such-key does not exist on drp" in str(caught.value)
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ AGENT = RemoteEndpoint(
 
 KEYED_SSH = (
     "ssh -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=yes "
-    "-o 'UserKnownHostsFile=~/.ssh/known_hosts' -o ConnectTimeout=10 "
+    "-o 'UserKnownHostsFile=~/.ssh/known_hosts' -o ConnectTimeout=10 -o IdentityFile=none "
     "-i '~/.ssh/id_ed25519' -o IdentitiesOnly=yes"
 )
 
@@ -165,6 +165,8 @@ def test_ssh_command_quotes_paths_with_spaces_for_rsync_and_ssh() -> None:
         'UserKnownHostsFile="/etc/drp/known hosts"',
         "-o",
         "ConnectTimeout=10",
+        "-o",
+        "IdentityFile=none",
         "-i",
         "/keys/my key",
         "-o",
