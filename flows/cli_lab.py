@@ -19,7 +19,7 @@ lab_app = typer.Typer(
         "State lives in .lab/ (or $DRP_LAB_DIR). `up`, `down` and `reset` need root."
     ),
     no_args_is_help=True,
-    rich_markup_mode="markdown",
+    rich_markup_mode="rich",
 )
 
 console = Console()
@@ -99,17 +99,35 @@ def _fail(err: LabError) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-@lab_app.command()
+# Help texts are single-line paragraphs: rich help keeps a docstring's line breaks.
+UP_HELP = (
+    "Start the lab; create and seed whatever is missing. [bold]Changes the machine.[/bold]\n\n"
+    "Idempotent: what already runs is left alone and only missing daemons start. On first use "
+    "it generates the lab's secrets (.lab/lab.env) and SSH keys, creates one unix user per lab "
+    "host, initializes the databases and seeds production with a sample application. Asking "
+    "for other sizes than the current seeding re-seeds production.\n\n"
+    "Benchmark sizes: [cyan]sudo drp lab up --files-mb 1024 --rows 1000000[/cyan]"
+)
+DOWN_HELP = (
+    "Stop every lab daemon. [bold]Changes the machine.[/bold]\n\n"
+    "Data, keys, secrets and users stay: [cyan]drp lab up[/cyan] brings the same lab back. "
+    "Afterwards nothing listens on the lab's addresses."
+)
+STATUS_HELP = (
+    "Show each lab daemon: host, service, address:port, pid and state. Read-only.\n\n"
+    "[green]running[/green] means the process is the one the lab started and its port answers. "
+    "Exits 1 unless all are running, so scripts can test it."
+)
+RESET_HELP = (
+    "Return the lab to its freshly seeded state. [bold]Destroys lab data.[/bold]\n\n"
+    "Stops everything, wipes the data directories, the host roots (whatever restores and drills "
+    "wrote there) and the backup areas, then starts again and seeds production anew. Keys, "
+    "secrets and unix users are kept. Sizes default to the previous seeding's."
+)
+
+
+@lab_app.command(help=UP_HELP)
 def up(files_mb: FilesMb = None, rows: Rows = None, as_json: JsonOutput = False) -> None:
-    """Start the lab; create and seed whatever is missing. **Changes the machine.**
-
-    Idempotent: what already runs is left alone and only missing daemons start. On first use it
-    generates the lab's secrets (.lab/lab.env) and SSH keys, creates one unix user per lab host,
-    initializes the databases and seeds production with a sample application. Asking for other
-    sizes than the current seeding re-seeds production.
-
-    Example: `sudo drp lab up --files-mb 1024 --rows 1000000` (benchmark sizes).
-    """
     try:
         status = api.up(files_mb=files_mb, rows=rows)
     except LabError as err:
@@ -129,13 +147,8 @@ def up(files_mb: FilesMb = None, rows: Rows = None, as_json: JsonOutput = False)
         raise typer.Exit(code=1)
 
 
-@lab_app.command()
+@lab_app.command(help=DOWN_HELP)
 def down(as_json: JsonOutput = False) -> None:
-    """Stop every lab daemon. **Changes the machine.**
-
-    Data, keys, secrets and users stay: `drp lab up` brings the same lab back.
-    Afterwards nothing listens on the lab's addresses.
-    """
     try:
         status = api.down()
     except LabError as err:
@@ -146,13 +159,8 @@ def down(as_json: JsonOutput = False) -> None:
     _show(status, as_json)
 
 
-@lab_app.command()
+@lab_app.command(help=STATUS_HELP)
 def status(as_json: JsonOutput = False) -> None:
-    """Show each lab daemon: host, service, address:port, pid and state. Read-only.
-
-    *running* means the process is ours and its port answers. Exits 1 unless all
-    are running, so scripts can wait on it.
-    """
     try:
         current = api.status()
     except LabError as err:
@@ -162,14 +170,8 @@ def status(as_json: JsonOutput = False) -> None:
         raise typer.Exit(code=1)
 
 
-@lab_app.command()
+@lab_app.command(help=RESET_HELP)
 def reset(files_mb: FilesMb = None, rows: Rows = None, as_json: JsonOutput = False) -> None:
-    """Return the lab to its freshly seeded state. **Destroys lab data.**
-
-    Stops everything, wipes the data directories, host roots (what restores and drills wrote
-    there) and backup areas, then starts again and re-seeds production. Keys, secrets and unix
-    users are kept. Sizes default to the previous seeding's.
-    """
     try:
         status = api.reset(files_mb=files_mb, rows=rows)
     except LabError as err:

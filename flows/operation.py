@@ -124,9 +124,10 @@ def run_operation(
     try:
         return _run(prepared, report, directory, gate_timeout_seconds)
     except DrpError as err:
-        report.finish("failed", str(err))
-        save_report(report, directory)
-        _publish(report)
+        if report.outcome == "running":  # a timed-out gate has already said so
+            report.finish("failed", str(err))
+            save_report(report, directory)
+            _publish(report)
         raise
     finally:
         prepared.close()

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import shutil
+import signal
+import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -43,7 +46,7 @@ class ServiceStatus(BaseModel):
     kind: str = Field(description="sshd, postgresql, mariadb, web, dns or ovh-api")
     address: str = Field(description="Loopback address it listens on")
     port: int = Field(description="TCP port it listens on")
-    pid: int | None = Field(None, description="Process id while running")
+    pid: int | None = Field(default=None, description="Process id while running")
     state: ServiceState = Field(description="running (answers), not answering, or stopped")
     log: str = Field(description="Its log file")
 
@@ -51,13 +54,15 @@ class ServiceStatus(BaseModel):
 class LabStatus(BaseModel):
     lab_dir: str = Field(description="Where the lab keeps its state")
     services: list[ServiceStatus] = Field(description="Every daemon the lab runs")
-    seed: seeding.SeedReport | None = Field(None, description="What production was seeded with")
+    seed: seeding.SeedReport | None = Field(
+        default=None, description="What production was seeded with"
+    )
     started: list[str] = Field(default_factory=list, description="Daemons this call started")
     stopped: list[str] = Field(default_factory=list, description="Daemons this call stopped")
     already_running: list[str] = Field(
         default_factory=list, description="Daemons that were running before this call"
     )
-    seconds: float | None = Field(None, description="How long this call took")
+    seconds: float | None = Field(default=None, description="How long this call took")
     notes: list[str] = Field(default_factory=list, description="What else this call did")
 
     @property
@@ -155,6 +160,14 @@ def _locked(paths: topology.LabPaths) -> Iterator[None]:
 def _prepare(paths: topology.LabPaths) -> tuple[dict[str, str], list[str]]:
     """Directories, secrets, unix users, keys and host roots; returns (secrets, notes)."""
     notes: list[str] = []
+    paths.root.mkdir(parents=True, exist_ok=True)
+    closed = [p for p in paths.root.resolve().parents if not p.stat().st_mode & stat.S_IXOTH]
+    if closed:
+        raise LabError(
+            f"the lab directory {paths.root} is inside {closed[0]}, which other users cannot "
+            "enter; the lab hosts' users need to reach their homes below it. Choose another "
+            "DRP_LAB_DIR (e.g. under /srv or /var/tmp)"
+        )
     for directory in (paths.root, paths.root / "hosts", paths.root / "data", paths.logs):
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o755)  # the hosts' users must reach their homes below
@@ -178,6 +191,7 @@ def _prepare(paths: topology.LabPaths) -> tuple[dict[str, str], list[str]]:
 def _init_databases(paths: topology.LabPaths, secrets: dict[str, str]) -> list[str]:
     """initdb / mariadb-install-db where missing, in parallel (each takes about a second)."""
     jobs = []
+    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=4) as pool:
         for h in topology.HOSTS:
             if h.databases:
@@ -189,7 +203,8 @@ def _init_databases(paths: topology.LabPaths, secrets: dict[str, str]) -> list[s
                     (f"MariaDB {h.name}", pool.submit(mariadb.init_server, paths, h, my_pw))
                 )
         made = [label for label, job in jobs if job.result()]
-    return [f"initialized {', '.join(made)}"] if made else []
+    seconds = time.monotonic() - started
+    return [f"initialized {', '.join(made)} in {seconds:.1f} s"] if made else []
 
 
 def _wanted_size(
@@ -317,6 +332,16 @@ def up(files_mb: int | None = None, rows: int | None = None) -> LabStatus:
         return _up(paths, files_mb, rows, started_at)
 
 
+def _is_dead(pid: int) -> bool:
+    return not procs.is_alive(pid)
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _stop_everything(paths: topology.LabPaths) -> list[str]:
     sup = Supervisor(paths)
     stopped = sup.stop() if paths.run.exists() else []
@@ -326,7 +351,8 @@ def _stop_everything(paths: topology.LabPaths) -> list[str]:
             # A lab daemon whose run record was lost (its command line names our directory).
             if str(paths.root) in holder.cmdline:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(holder.pid, 9)
+                    os.kill(holder.pid, signal.SIGKILL)
+                _wait_until(functools.partial(_is_dead, holder.pid), seconds=5)
                 stopped.append(f"{name} (unrecorded pid {holder.pid})")
             else:
                 leftovers.append(f"{address}:{port} ({procs.describe_holders([holder])})")

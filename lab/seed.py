@@ -49,8 +49,12 @@ ROW_SHARES: dict[str, tuple[str, float]] = {
 
 
 class SeedSize(BaseModel):
-    files_mb: int = Field(DEFAULT_FILES_MB, ge=1, description="Total MiB of application files")
-    rows: int = Field(DEFAULT_ROWS, ge=MIN_ROWS, description="Total rows over the six tables")
+    files_mb: int = Field(
+        default=DEFAULT_FILES_MB, ge=1, description="Total MiB of application files"
+    )
+    rows: int = Field(
+        default=DEFAULT_ROWS, ge=MIN_ROWS, description="Total rows over the six tables"
+    )
 
 
 class SeedReport(BaseModel):

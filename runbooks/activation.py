@@ -19,6 +19,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import dns.resolver
 
@@ -385,7 +386,7 @@ class CheckService(ReadOnlyStep):
     def _probe(self, check: UrlCheck) -> tuple[bool, str]:
         url = str(check.url)
         if self.via_dns:
-            host = check.url.host or ""
+            host = urlsplit(url).hostname or ""
             address = self._resolve(host)
             if address is None:
                 return False, f"{host} does not resolve at the zone's name servers"

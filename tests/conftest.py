@@ -99,8 +99,9 @@ def lab(_isolated_environment: Path) -> Iterator[LabHandle]:
     paths.root.mkdir(parents=True, exist_ok=True)
     with (paths.root / "sessions.lock").open("a") as session_lock:
         _flock(session_lock, fcntl.LOCK_SH, LAB_EXCLUSIVE_TIMEOUT_S)
-        started_here = not lab_api.status().all_running
-        if started_here:
+        before = lab_api.status()
+        started_here = before.none_running  # a half-running lab is repaired, then left running
+        if not before.all_running:
             lab_api.up()
         yield LabHandle(
             paths=paths,

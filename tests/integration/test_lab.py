@@ -208,6 +208,23 @@ def test_status_reports_every_service_running(lab) -> None:
     assert json.loads(status.to_json())["all_running"] is True
 
 
+def test_cli_status_and_up_report_a_running_lab(lab) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["lab", "status", "--json"])
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    assert data["all_running"] is True
+    assert {s["name"] for s in data["services"]} >= {"sshd-drp", "knot", "ovh-emulator"}
+    again = runner.invoke(app, ["lab", "up"])
+    assert again.exit_code == 0, again.output
+    assert "lab already running, nothing to start" in again.output
+    assert "127.0.10.1:2222" in again.output
+
+
 def test_up_when_running_starts_nothing(lab) -> None:
     again = api.up()
     assert again.started == []

@@ -48,8 +48,10 @@ chmod 750 "sub dir"
 touch -h -d '2020-01-02 03:04:05' data.bin "sub dir/link" "it's \"quoted\".txt"
 touch -d '2019-05-06 07:08:09' private "sub dir" .
 """
-# type, mode, mtime, size, link count, path, symlink target: everything but inode numbers.
-LIST_TREE = r"""cd -- "$1" && find . -printf '%y %m %T@ %s %n %p -> %l\n' | sort"""
+# type, mode, mtime, size, link count, name and symlink target: everything but inode numbers.
+# Times to the second: rsync leaves a directory alone when its time already matches to the
+# second, so a directory created in the same second as the copy may differ in its fraction.
+LIST_TREE = r"""cd -- "$1" && find . -print0 | sort -z | xargs -0 stat -c '%F %a %Y %s %h %N'"""
 CHECKSUMS = r"""cd -- "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum"""
 
 
