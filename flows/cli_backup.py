@@ -21,8 +21,8 @@ from runbooks.backup_run import (
     plan_environment_backup,
     run_jobs,
 )
-from runbooks.backups import BackupSet, Catalogue, SetStatus, wanted_environments
-from runbooks.connect import open_backup_servers, site_from
+from runbooks.backups import BackupSet, SetStatus, open_catalogue, wanted_environments
+from runbooks.connect import site_from
 from runbooks.errors import DrpError
 from runbooks.inventory import Site
 from runbooks.render import human_bytes, human_duration
@@ -168,7 +168,7 @@ def _run_flow(
     from flows.backup import backup_environment, backup_user_databases
 
     path = str(config.resolve()) if config else str(site.source) if site.source else None
-    names = env or [None]
+    names: list[str | None] = [*env] if env else [None]
     for name in names:
         if only is OnlyChoice.USER_DATABASES:
             results = backup_user_databases(
@@ -242,8 +242,7 @@ def list_sets(
     console = Console(highlight=False, soft_wrap=True)
     site = _site(config, console)
     now = datetime.now(UTC)
-    with open_backup_servers(site) as servers:
-        catalogue = Catalogue(servers, now)
+    with open_catalogue(site, now) as catalogue:
         sets = catalogue.sets(env)
         if verify:
             sets = [catalogue.status(s) for s in sets]

@@ -101,6 +101,8 @@ class CopyOptions:
 
     delete: bool = False  # remove receiver files that the sender does not have (not excluded ones)
     excludes: tuple[str, ...] = ()  # rsync exclude patterns, e.g. "cache/", "*.tmp"
+    includes: tuple[str, ...] = ()  # include patterns, placed before the excludes (first wins)
+    link_dest: str | None = None  # hard-link unchanged files to this older copy (receiver side)
     hard_links: bool = True
     acls: bool = False
     xattrs: bool = False
@@ -113,7 +115,11 @@ class CopyOptions:
 
 @dataclass(frozen=True)
 class CopyProgress:
-    """One `--info=progress2` update: the whole copy so far."""
+    """One `--info=progress2` update: the whole copy so far.
+
+    rsync measures `percent` against the total size of the tree, so a copy that finds most files
+    already up to date (or hard-linked) ends below 100%: treat the end of `copy_tree` as done.
+    """
 
     bytes: int  # bytes of file data handled so far
     percent: int  # of the total size of the files in the copy (as rsync counts it)
@@ -321,7 +327,10 @@ def rsync_options(options: CopyOptions) -> list[str]:
     argv += ["--partial", f"--partial-dir={PARTIAL_DIR}", "--protect-args"]
     if options.delete:
         argv.append("--delete")
+    argv += [f"--include={pattern}" for pattern in options.includes]
     argv += [f"--exclude={pattern}" for pattern in options.excludes]
+    if options.link_dest is not None:
+        argv.append(f"--link-dest={options.link_dest}")
     if options.bwlimit_kib is not None:
         argv.append(f"--bwlimit={options.bwlimit_kib}")
     if options.io_timeout is not None:

@@ -20,7 +20,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -131,7 +131,12 @@ class SshHost:
     """
 
     def __init__(self, target: SshTarget, *, forward_agent: bool = False) -> None:
-        self.target = target
+        # Inventories write "~/.ssh/..."; no shell expands it for us.
+        self.target = replace(
+            target,
+            key_path=target.key_path.expanduser() if target.key_path is not None else None,
+            known_hosts=target.known_hosts.expanduser(),
+        )
         self.name = target.name
         self.forward_agent = forward_agent
         self.log = logging.getLogger(f"SshHost[{target.name}]")
@@ -327,6 +332,13 @@ class SshHost:
         seconds = time.monotonic() - started
         result = CommandResult(tuple(argv), exit_code, stdout, stderr, seconds)
         self.log.debug("exit %s after %.2fs: %s", exit_code, seconds, command)
+        if exit_code == -1 and not timed_out and not transport.is_active():
+            self.close()
+            raise SshError(
+                f"the connection to {self.name} ({self.target.where}) was lost while running "
+                f"{command}; it may or may not have finished on the host",
+                host=self.name,
+            )
         if timed_out:
             raise SshError(
                 f"{command!s} on {self.name} did not finish within {timeout:g}s; the command "
@@ -339,11 +351,10 @@ class SshHost:
 
     def failure_message(self, result: CommandResult) -> str:
         """One message for a failed command: what ran where, its exit code, stderr's end."""
-        status = (
-            "was killed by a signal"
-            if result.exit_code == -1
-            else (f"exited with code {result.exit_code}")
-        )
+        if result.exit_code == -1:
+            status = "was killed by a signal"
+        else:
+            status = f"exited with code {result.exit_code}"
         tail = _stderr_tail(result.stderr)
         return f"{shell_line(result.argv)} on {self.name} {status}" + (
             f":\n{tail}" if tail else " (no error output)"

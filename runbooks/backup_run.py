@@ -34,15 +34,8 @@ from typing import Any, Literal, TypeVar
 from providers import mysql, postgres
 from providers.commands import CommandRunner
 from providers.dbcommon import DatabaseError, DumpResult
-from providers.rsync import (
-    CopyOptions,
-    ProgressParser,
-    RemoteEndpoint,
-    copy_argv,
-    exit_meaning,
-    home_relative,
-    parse_stats,
-)
+from providers.rsync import CopyOptions, CopyResult, RemoteEndpoint, RsyncError
+from providers.rsync import copy_tree as rsync_copy
 from providers.ssh import SshError
 from runbooks import manifest as mf
 from runbooks.backups import BackupServer, BackupSet, Catalogue, SetStatus
@@ -63,7 +56,6 @@ log = logging.getLogger(__name__)
 
 STAGING_DIR = ".drp-staging"  # on production, under the SSH user's home
 INCOMPLETE_GRACE = timedelta(hours=12)  # an incomplete set younger than this may still be running
-VANISHED_FILES = 24  # rsync: some source files vanished during the copy (a live tree)
 
 Only = Literal["files", "databases", "user-databases"]
 T = TypeVar("T")
@@ -341,24 +333,15 @@ def source_kind_argv(path: str) -> list[str]:
     return ["sh", "-c", script, "sh", path]
 
 
-def pull_argv(
-    source: RemoteEndpoint,
-    dest: str,
-    options: CopyOptions,
-    *,
-    link_dest: str | None = None,
-    only_name: str | None = None,
-) -> list[str]:
-    """The provider's rsync pull, plus `--link-dest` (hard links to an older copy of the same
-    tree) and, for a single-file tree, a filter that copies that one file of its directory."""
-    argv = copy_argv(source, dest, options)
-    extra = []
-    if link_dest is not None:
-        extra.append(f"--link-dest={link_dest}")
+def tree_copy_options(tree: Tree, *, link_dest: str | None, only_name: str | None) -> CopyOptions:
+    """How a tree is pulled into a set: exactly the source (`--delete`, for a retry into the same
+    set), its excludes, unchanged files hard-linked to the previous set, and for a single-file
+    tree, that one file of its directory."""
     if only_name is not None:
-        extra += [f"--include=/{only_name}", "--exclude=*"]
-    cut = argv.index("--")
-    return [*argv[:cut], *extra, *argv[cut:]]
+        return CopyOptions(
+            delete=True, includes=(f"/{only_name}",), excludes=("*",), link_dest=link_dest
+        )
+    return CopyOptions(delete=True, excludes=tuple(tree.exclude), link_dest=link_dest)
 
 
 def _pull(
@@ -366,31 +349,25 @@ def _pull(
     role: Role,
     source: RemoteEndpoint,
     dest: str,
-    argv: list[str],
+    options: CopyOptions,
     what: str,
-) -> tuple[int, bool, str]:
-    """Run an rsync pull on the backup server: (bytes sent, vanished files?, warnings)."""
-    runner = ctx.runner(role)
-    runner.run(["mkdir", "-p", "--", dest])
-    parser = ProgressParser(lambda p: ctx.progress(what, float(p.percent)))
-    result = runner.run(argv, check=False, on_output=parser.feed)
-    parser.close()
-    if result.exit_code not in (0, VANISHED_FILES):
-        tail = "\n".join(result.stderr.strip().splitlines()[-10:])
-        raise StepFailed(
-            f"copy of {source} to {host_name(role)}:{dest} failed: rsync exit code "
-            f"{result.exit_code} ({exit_meaning(result.exit_code)}); check that "
-            f"{host_name(role)} can log in to {source.name} (its key authorized there, "
-            f"{source.name}'s host key in its known_hosts)\n{tail}"
+) -> CopyResult:
+    """rsync on the backup server pulling from production, with progress; StepFailed on error."""
+    try:
+        result = rsync_copy(
+            ctx.runner(role),
+            source,
+            dest,
+            options,
+            on_progress=lambda p: ctx.progress(what, float(p.percent)),
         )
-    stats = parse_stats(result.stdout)
+    except RsyncError as err:
+        raise StepFailed(str(err)) from err
     ctx.progress(what, 100.0)
-    vanished = result.exit_code == VANISHED_FILES
-    return (
-        (stats.literal_bytes if stats else 0),
-        vanished,
-        result.stderr.strip() if vanished else "",
-    )
+    if result.vanished_files:
+        changed = f"changed on {source.name}"
+        ctx.say(f"{what}: files vanished during the copy ({changed}): {result.warnings[:200]}")
+    return result
 
 
 def _tree(ctx: BackupContext, job: BackupJob, section: TreeSection, name: str) -> Tree:
@@ -420,23 +397,13 @@ def copy_tree(
     previous = opened.previous.get(rel)
     # Relative to the destination: <area>/<env>/<set>/<section>/<tree> -> up three levels.
     link_dest = f"../../../{previous}/{rel}" if previous else None
-    options = CopyOptions(delete=True, excludes=tuple(tree.exclude))
-    argv = pull_argv(
-        source,
-        home_relative(dest),
-        options,
-        link_dest=link_dest,
-        only_name=posixpath.basename(tree.path) if is_file else None,
-    )
+    only = posixpath.basename(tree.path) if is_file else None
+    options = tree_copy_options(tree, link_dest=link_dest, only_name=only)
     copied_at = _now()
     what = f"{host_name(opened.server)}: {rel}"
-    sent, vanished, warning = _pull(ctx, opened.server, source, dest, argv, what)
+    sent = _pull(ctx, opened.server, source, dest, options, what).bytes_transferred
     stats = ctx.runner(opened.server).run(mf.tree_stats_argv(dest))
     digest, files, size = mf.parse_tree_stats(stats.stdout)
-    if vanished:
-        ctx.say(
-            f"{what}: some files vanished during the copy (changed on production): {warning[:200]}"
-        )
     linked = f", unchanged files linked to {previous}" if previous else ""
     ctx.say(f"{what}: {files} files, {size} bytes ({sent} bytes copied{linked})")
     return TreeRecord(
@@ -506,9 +473,8 @@ def fetch_dump(ctx: BackupContext, opened: OpenedSet, staged: StagedDump) -> Dum
     """Pull a staged dump into the set; its size and sha256 must match production's."""
     source = remote_endpoint(ctx.site, "production", staged.staging_dir, receiver=opened.server)
     dest = f"{opened.path}/databases"
-    argv = pull_argv(source, home_relative(dest), CopyOptions(delete=False))
     what = f"{host_name(opened.server)}: databases/{staged.filename}"
-    _pull(ctx, opened.server, source, dest, argv, what)
+    _pull(ctx, opened.server, source, dest, CopyOptions(delete=False), what)
     rel = f"databases/{staged.filename}"
     found = mf.parse_file_stats(
         ctx.runner(opened.server).run(mf.file_stats_argv([f"{opened.path}/{rel}"])).stdout

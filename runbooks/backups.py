@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -343,7 +343,8 @@ class EnvironmentChoice:
     @property
     def sets(self) -> list[BackupSet]:
         seen: dict[str, BackupSet] = {}
-        for item in [*self.trees, *self.dumps]:
+        items: list[ChosenTree | ChosenDump] = [*self.trees, *self.dumps]
+        for item in items:
             seen.setdefault(item.set.label, item.set)
         return sorted(seen.values(), key=lambda s: s.started, reverse=True)
 
@@ -442,12 +443,31 @@ def data_loss_window(selection: Selection, environment: str) -> tuple[float | No
 class Catalogue:
     """The sets of both backup servers, read once, verified on demand (each set at most once)."""
 
-    def __init__(self, servers: Sequence[BackupServer], now: datetime | None = None) -> None:
+    def __init__(
+        self,
+        servers: Sequence[BackupServer],
+        now: datetime | None = None,
+        *,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self.servers = {s.name: s for s in servers}
         self.now = now or datetime.now(UTC)
         self._sets: list[BackupSet] | None = None
         self._verified: dict[str, Verification] = {}
+        self._on_close = on_close
         self.unreachable: dict[str, str] = {}  # server -> why it could not be read
+
+    def close(self) -> None:
+        """Close the connections the catalogue opened (`open_catalogue`); idempotent."""
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
+
+    def __enter__(self) -> Catalogue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def sets(self, environment: str | None = None) -> list[BackupSet]:
         """Every set on every reachable server, newest first. An unreachable server is noted
@@ -601,10 +621,11 @@ def wanted_environments(
 
 
 def open_catalogue(site: Site, now: datetime | None = None) -> Catalogue:
-    """A catalogue of the site's backup servers, connected over SSH."""
-    from runbooks.connect import backup_servers
+    """A catalogue of the site's backup servers, connected over SSH (close it, or use `with`)."""
+    from runbooks.connect import HostPool, backup_servers
 
-    return Catalogue(backup_servers(site), now)
+    pool = HostPool(site)
+    return Catalogue(backup_servers(site, pool), now, on_close=pool.close)
 
 
 def choose_sets(
@@ -615,5 +636,5 @@ def choose_sets(
     verify: bool = True,
 ) -> Selection:
     """The backups to restore for each environment, across both backup servers."""
-    catalogue = open_catalogue(site, now)
-    return catalogue.choose(wanted_environments(site, environments), verify=verify)
+    with open_catalogue(site, now) as catalogue:
+        return catalogue.choose(wanted_environments(site, environments), verify=verify)

@@ -14,8 +14,6 @@ user's `~/.ssh/known_hosts`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -179,9 +177,3 @@ def backup_servers(site: Site, pool: HostPool | None = None) -> list[BackupServe
     """Both backup servers, as the catalogue reads them."""
     pool = pool or HostPool(site)
     return [BackupServer(host_name(r), r, site.backups.area, pool[r]) for r in BACKUP_ROLES]
-
-
-@contextmanager
-def open_backup_servers(site: Site) -> Iterator[list[BackupServer]]:
-    with HostPool(site) as pool:
-        yield backup_servers(site, pool)

@@ -20,6 +20,7 @@ them.
 
 from __future__ import annotations
 
+import builtins
 import json
 import posixpath
 import re
@@ -29,7 +30,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-MANIFEST_FORMAT = "drp-backup-manifest/1"
+MANIFEST_FORMAT: Literal["drp-backup-manifest/1"] = "drp-backup-manifest/1"
 MANIFEST_NAME = "manifest.json"
 SET_ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 
@@ -271,7 +272,7 @@ class Manifest(BaseModel):
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Manifest:
+    def from_json(cls, text: str | builtins.bytes) -> Manifest:
         """Parse a manifest; ValueError with a one-line reason if it is not a valid one."""
         try:
             return cls.model_validate_json(text)

@@ -378,12 +378,16 @@ def _kill_when(process: subprocess.Popen[str], condition: Callable[[], bool], wh
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    process.stdout.close()
 
 
-def _remote_rsync_gone(site: Site) -> None:
+def _stop_remote_rsync(site: Site) -> None:
+    """The copy dies with the orchestrator (as when its machine is lost with the network)."""
     with connect.HostPool(site) as pool:
+        drp = pool["drp"]
         for _ in range(100):
-            if not pool["drp"].run(["pgrep", "-u", site.hosts.drp.user, "rsync"], check=False).ok:
+            drp.run(["pkill", "-KILL", "-u", site.hosts.drp.user, "rsync"], check=False)
+            if not drp.run(["pgrep", "-u", site.hosts.drp.user, "rsync"], check=False).ok:
                 return
             time.sleep(0.1)
 
@@ -394,6 +398,8 @@ def test_killed_during_copy_and_import_resumes_without_redoing_work(
     op = "activate-resume-1"
     with connect.HostPool(site) as pool:  # start from an empty web root on drp
         pool["drp"].run(["rm", "-rf", "srv/app/www"])
+    for db in site.environments[0].databases:  # and without the application's databases
+        _drop_on_drp(site, db)
     total = next(
         t.tree.bytes
         for c in _selection(site).environments.values()
@@ -411,7 +417,7 @@ def test_killed_during_copy_and_import_resumes_without_redoing_work(
             return out.ok and out.stdout.strip().isdigit() and int(out.stdout) > total // 3
 
         _kill_when(first, copy_half_done, "the middle of the copy")
-    _remote_rsync_gone(site)
+    _stop_remote_rsync(site)
 
     # 2. Resumed, then killed in the middle of the database imports.
     second = _start_activation(op, prefect_server)
@@ -443,6 +449,7 @@ def test_killed_during_copy_and_import_resumes_without_redoing_work(
             assert record.outcome.value == "skipped", record.reason
             assert _marker(site, d) == before
         assert _marker(site, d).operation_id == op
+        assert _marker(site, d).complete
     assert report.outcome == "succeeded"
     assert knot_answers() == {name: [DRP] for name in NAMES}
 
@@ -460,3 +467,27 @@ def _marker(site: Site, db: Any) -> Any:
     return engine.read_marker(
         connect.db_endpoint(site, db, "drp"), connect.database_password(site, db)
     )
+
+
+def _drop_on_drp(site: Site, db: Any) -> None:
+    import psycopg
+    import pymysql
+
+    endpoint = connect.db_endpoint(site, db, "drp")
+    password = connect.database_password(site, db).reveal()
+    if db.engine == "postgresql":
+        with psycopg.connect(
+            host=endpoint.address,
+            port=endpoint.port,
+            user=endpoint.user,
+            password=password,
+            dbname="postgres",
+            autocommit=True,
+        ) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
+    else:
+        conn = pymysql.connect(
+            host=endpoint.address, port=endpoint.port, user=endpoint.user, password=password
+        )
+        with conn:
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{db.name}`")

@@ -193,3 +193,10 @@ def test_forward_agent_lets_the_host_use_the_operators_agent(lab, agent: str) ->
     with SshHost(target(lab, "drp")) as host:
         # Without forwarding the host sees no agent at all (ssh-add exits 2).
         assert host.run(["ssh-add", "-l"], check=False).exit_code == 2
+
+
+def test_a_lost_connection_is_reported_and_the_next_command_reconnects(drp: SshHost) -> None:
+    # The command's parent is the host's sshd session process: killing it drops the connection.
+    with pytest.raises(SshError, match=r"^the connection to drp \(127.0.10.4:2222\) was lost"):
+        drp.run(["sh", "-c", "kill -9 $PPID; sleep 5"])
+    assert drp.run(["echo", "back"]).stdout == "back\n"

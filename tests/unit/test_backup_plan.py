@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from backup_helpers import LocalRunner
 
-from providers.rsync import CopyOptions, RemoteEndpoint
+from providers.rsync import RemoteEndpoint, copy_argv
 from runbooks import backup_run as br
 from runbooks.backups import BackupSet, SetStatus
 from runbooks.errors import ConfigError
@@ -72,26 +72,19 @@ def test_unknown_environment_is_refused_with_the_known_ones(site) -> None:
     assert "app" in str(getattr(err.value, "expected", ""))
 
 
-def test_pull_argv_adds_link_dest_and_single_file_filter_before_the_paths() -> None:
-    source = RemoteEndpoint("production", "127.0.10.1", 2222, "prod", "srv/app/config", "~/.ssh/id")
-    argv = br.pull_argv(
-        source,
-        "backups/app/S/configs/app.ini",
-        CopyOptions(delete=True),
-        link_dest="../../../P/configs/app.ini",
-        only_name="app.ini",
+def test_tree_copy_options_link_to_the_previous_set_and_filter_a_single_file(site) -> None:
+    www = site.environment("app").files[0]
+    options = br.tree_copy_options(www, link_dest="../../../P/files/www", only_name=None)
+    assert (options.delete, options.excludes, options.includes, options.link_dest) == (
+        True,
+        ("cache/",),
+        (),
+        "../../../P/files/www",
     )
-    assert argv[-6:] == [
-        "--link-dest=../../../P/configs/app.ini",
-        "--include=/app.ini",
-        "--exclude=*",
-        "--",
-        "prod@127.0.10.1:srv/app/config/",
-        "backups/app/S/configs/app.ini/",
-    ]
-    assert "--delete" in argv and argv[0] == "rsync"
-    plain = br.pull_argv(source, "d", CopyOptions())
-    assert not any(a.startswith(("--link-dest", "--include")) for a in plain)
+    one = br.tree_copy_options(www, link_dest=None, only_name="app.ini")
+    assert (one.includes, one.excludes, one.link_dest) == (("/app.ini",), ("*",), None)
+    argv = copy_argv(RemoteEndpoint("production", "127.0.10.1", 2222, "u", "srv/app"), "d", one)
+    assert argv.index("--include=/app.ini") < argv.index("--exclude=*") < argv.index("--")
 
 
 def test_source_kind_and_staging_cleanup_run_here(tmp_path: Path) -> None:

@@ -246,3 +246,18 @@ def test_each_set_is_verified_once(homes: dict[str, Path]) -> None:
     runner = cat.servers["backup-even"].runner
     assert isinstance(runner, LocalRunner)
     assert len(runner.commands) == 3  # one listing, one tree digest, one pass over the dumps
+
+
+def test_not_after_keeps_a_resumed_operation_on_its_first_choice(homes: dict[str, Path]) -> None:
+    make_set(homes["backup-odd"], started=YESTERDAY, server="backup-odd")
+    make_set(homes["backup-even"], started=TODAY)
+    app = catalogue(homes).choose([APP], not_after=TODAY - timedelta(seconds=1))["app"]
+    assert {t.set.set_id for t in app.trees} == {"20261128T020000Z-daily"}
+
+
+def test_closing_the_catalogue_closes_its_connections(homes: dict[str, Path]) -> None:
+    closed: list[bool] = []
+    with Catalogue([], NOW, on_close=lambda: closed.append(True)) as cat:
+        assert cat.sets() == []
+    cat.close()
+    assert closed == [True]

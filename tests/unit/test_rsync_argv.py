@@ -89,6 +89,8 @@ def test_every_configured_option_appears_and_delete_only_when_asked() -> None:
     options = CopyOptions(
         delete=True,
         excludes=("cache/", "*.tmp", "-weird"),
+        includes=("/keep.ini",),
+        link_dest="../previous",
         hard_links=False,
         acls=True,
         xattrs=True,
@@ -111,9 +113,11 @@ def test_every_configured_option_appears_and_delete_only_when_asked() -> None:
         "--partial-dir=.rsync-partial",
         "--protect-args",
         "--delete",
+        "--include=/keep.ini",
         "--exclude=cache/",
         "--exclude=*.tmp",
         "--exclude=-weird",
+        "--link-dest=../previous",
         "--bwlimit=5000",
         "--timeout=30",
     ]

@@ -112,3 +112,15 @@ def test_secret_env_wrapper_reads_values_from_stdin_not_argv() -> None:
     assert shell_line(["echo", "it's"]) == "echo 'it'\"'\"'s'"
     with pytest.raises(ValueError, match="not an environment variable name"):
         with_secret_env(["true"], ["lower"])
+
+
+def test_paths_under_home_are_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    target = _target(tmp_path, known_hosts=Path("~/kh"), key_path=Path("~/.ssh/id"))
+    host = SshHost(target)
+    assert (host.target.known_hosts, host.target.key_path) == (
+        tmp_path / "kh",
+        tmp_path / ".ssh/id",
+    )
+    with pytest.raises(SshError, match=f"known_hosts file {tmp_path / 'kh'} for drp"):
+        host.run(["true"])
