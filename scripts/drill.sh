@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
-# The main job on the local lab: set up what is missing, bring the lab up and show it.
+# The main job on the local lab, end to end: set up what is missing, bring the lab up, take a
+# backup if there is none, then run a real drill (restore on the DRP server, checked through
+# its address, DNS untouched) and end on the RTO/RPO report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
-.venv/bin/drp lab up
-.venv/bin/drp lab status
+drp=.venv/bin/drp
+config=config/lab.yaml
+
+$drp lab up
+$drp config check "$config" --resolve-secrets
+complete=$($drp backup list -c "$config" --json \
+  | .venv/bin/python -c 'import json,sys; print(sum(s["status"] == "complete" for s in json.load(sys.stdin)["sets"]))')
+if [ "$complete" -eq 0 ]; then
+  echo "No backup yet: taking one (files, configurations and databases of every environment)."
+  $drp backup run -c "$config"
+fi
+$drp backup list -c "$config"
+$drp plan drill -c "$config"
+exec $drp drill -c "$config" --order-by "Lab operator" --reference "LAB-DRILL-$(date -u +%Y%m%d-%H%M)"

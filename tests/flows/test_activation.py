@@ -381,13 +381,16 @@ def _kill_when(process: subprocess.Popen[str], condition: Callable[[], bool], wh
     process.stdout.close()
 
 
+MATCH_WWW_COPY = "[r]sync .*srv/app/www"  # this test's copy only, not other rsyncs on drp
+
+
 def _stop_remote_rsync(site: Site) -> None:
     """The copy dies with the orchestrator (as when its machine is lost with the network)."""
     with connect.HostPool(site) as pool:
         drp = pool["drp"]
         for _ in range(100):
-            drp.run(["pkill", "-KILL", "-u", site.hosts.drp.user, "rsync"], check=False)
-            if not drp.run(["pgrep", "-u", site.hosts.drp.user, "rsync"], check=False).ok:
+            drp.run(["pkill", "-KILL", "-f", MATCH_WWW_COPY], check=False)
+            if not drp.run(["pgrep", "-f", MATCH_WWW_COPY], check=False).ok:
                 return
             time.sleep(0.1)
 
