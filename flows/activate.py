@@ -12,7 +12,7 @@ from runbooks.gate import DEFAULT_TIMEOUT_SECONDS
 
 @flow(name="drp-activate", log_prints=True, persist_result=True)
 def drp_activate(
-    config: str,
+    config: str | None = None,
     operation_id: str | None = None,
     environments: list[str] | None = None,
     gate_timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,

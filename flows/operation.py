@@ -21,9 +21,10 @@ from flows.gate import GateTimeout, await_order
 from flows.prepare import Prepared, prepare
 from flows.progress import ArtifactProgress, emit
 from runbooks.activation import Operation, SwitchRecord
+from runbooks.connect import site_from
 from runbooks.errors import DrpError, StepFailed
 from runbooks.gate import OrderRecord
-from runbooks.inventory import Site, load_site
+from runbooks.inventory import Site
 from runbooks.operation import check_operation_id, new_operation_id
 from runbooks.plan import Plan
 from runbooks.render import data_loss_sentence, human_duration, plan_markdown, report_markdown
@@ -93,7 +94,7 @@ def brief_markdown(plan: Plan, operation: Operation, kind: str) -> str:
 
 def run_operation(
     kind: str,
-    config: str,
+    config: str | None,
     operation_id: str | None,
     environments: list[str] | None,
     gate_timeout_seconds: int,
@@ -101,7 +102,7 @@ def run_operation(
     bwlimit_kib: int | None = None,
 ) -> dict[str, Any]:
     log = get_run_logger()
-    site = load_site(Path(config))
+    site = site_from(config)
     operation_id = check_operation_id(operation_id) if operation_id else new_operation_id(kind)
     report = load_or_start_report(site, operation_id, kind)
     directory = reports_dir(site)

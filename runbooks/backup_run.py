@@ -47,7 +47,7 @@ from runbooks.connect import (
     host_name,
     remote_endpoint,
 )
-from runbooks.errors import ConfigError, ProviderError, StepFailed, VerifyFailed
+from runbooks.errors import ConfigError, DrpError, ProviderError, StepFailed, VerifyFailed
 from runbooks.inventory import Database, Role, Site, Tree
 from runbooks.manifest import DumpRecord, Manifest, Parity, SetKind, TreeRecord, TreeSection
 from runbooks.render import human_duration
@@ -256,8 +256,11 @@ class JobOutcome:
     retention: list[RetentionResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    error: str | None = None  # why the job failed (its set keeps no manifest)
 
     def summary(self) -> str:
+        if self.error:
+            return f"{self.job.describe()} FAILED: {self.error}"
         sample = next(iter(self.manifests.values()), None)
         if sample is None:
             return f"{self.job.describe()}: nothing written"
@@ -280,6 +283,7 @@ class JobOutcome:
             "removed": {r.server: [x.set_id for x in r.removed] for r in self.retention},
             "warnings": list(self.warnings),
             "seconds": round(self.seconds, 3),
+            "error": self.error,
         }
 
 
@@ -496,6 +500,7 @@ def fetch_dump(ctx: BackupContext, opened: OpenedSet, staged: StagedDump) -> Dum
         sha256=staged.sha256,
         dumped_at=staged.dumped_at,
         tables=staged.tables,
+        counts_exact=staged.counts_exact,
     )
 
 
@@ -620,55 +625,47 @@ def direct_call(name: str, function: Callable[..., T], *args: Any) -> T:
 
 
 def run_job(ctx: BackupContext, job: BackupJob, call: Call = direct_call) -> JobOutcome:
-    """Every step of a job in order. `call` runs one step (the flows make it a Prefect task)."""
+    """Every step of a job in order. `call` runs one step (the flows make it a Prefect task).
+
+    A failing step raises `StepFailed` naming it; the set it was writing keeps no manifest."""
+
+    def step(name: str, function: Callable[..., T], *args: Any) -> T:
+        try:
+            return call(name, function, *args)  # type: ignore[no-any-return]
+        except DrpError:
+            raise
+        except (SshError, RsyncError, DatabaseError) as err:
+            raise StepFailed(f"{job.set_id} {name}: {err}") from err
+
     started = _now()
     outcome = JobOutcome(job)
     ctx.say(f"start: {job.describe()}")
-    opened = [call(f"open-set-{host_name(r)}", open_set, ctx, job, r) for r in job.servers]
+    opened = [step(f"open-set-{host_name(r)}", open_set, ctx, job, r) for r in job.servers]
     trees: dict[Role, list[TreeRecord]] = {o.server: [] for o in opened}
     for section, name, _ in job_trees(ctx.site, job):
         for o in opened:
-            trees[o.server].append(
-                call(
-                    f"copy-{section.value}-{name}-{host_name(o.server)}",
-                    copy_tree,
-                    ctx,
-                    job,
-                    o,
-                    section,
-                    name,
-                )
-            )
+            key = f"copy-{section.value}-{name}-{host_name(o.server)}"
+            trees[o.server].append(step(key, copy_tree, ctx, job, o, section, name))
     dumps: dict[Role, list[DumpRecord]] = {o.server: [] for o in opened}
     try:
         for db in job_databases(ctx.site, job):
-            staged = call(f"dump-{db.name}", stage_dump, ctx, job, db.name)
+            staged = step(f"dump-{db.name}", stage_dump, ctx, job, db.name)
             for o in opened:
-                dumps[o.server].append(
-                    call(f"fetch-{db.name}-{host_name(o.server)}", fetch_dump, ctx, o, staged)
-                )
+                key = f"fetch-{db.name}-{host_name(o.server)}"
+                dumps[o.server].append(step(key, fetch_dump, ctx, o, staged))
     finally:
         if job.kind.has_databases:
             try:
-                call("clear-staging", clear_staging, ctx, job)
-            except (SshError, StepFailed, ProviderError) as err:  # never hide the real failure
+                step("clear-staging", clear_staging, ctx, job)
+            except DrpError as err:  # a warning: never hide the failure that brought us here
                 outcome.warnings.append(f"could not clear the staged dumps on production: {err}")
     for o in opened:
-        outcome.manifests[host_name(o.server)] = call(
-            f"manifest-{host_name(o.server)}",
-            write_manifest,
-            ctx,
-            job,
-            o,
-            trees[o.server],
-            dumps[o.server],
-        )
+        key = f"manifest-{host_name(o.server)}"
+        manifest = step(key, write_manifest, ctx, job, o, trees[o.server], dumps[o.server])
+        outcome.manifests[host_name(o.server)] = manifest
     for o in opened:
-        outcome.retention.append(
-            call(
-                f"retention-{host_name(o.server)}", apply_retention, ctx, o.server, job.environment
-            )
-        )
+        key = f"retention-{host_name(o.server)}"
+        outcome.retention.append(step(key, apply_retention, ctx, o.server, job.environment))
     outcome.seconds = (_now() - started).total_seconds()
     ctx.say(outcome.summary())
     return outcome
@@ -677,4 +674,17 @@ def run_job(ctx: BackupContext, job: BackupJob, call: Call = direct_call) -> Job
 def run_jobs(
     ctx: BackupContext, jobs: Sequence[BackupJob], call: Call = direct_call
 ) -> list[JobOutcome]:
-    return [run_job(ctx, job, call) for job in jobs]
+    """Every job, one after the other; a failed job does not stop the next (another
+    environment's backup): its outcome carries the error instead."""
+    outcomes = []
+    for job in jobs:
+        try:
+            outcomes.append(run_job(ctx, job, call))
+        except DrpError as err:
+            ctx.say(f"FAILED: {job.describe()}: {err}")
+            outcomes.append(JobOutcome(job, error=str(err)))
+    return outcomes
+
+
+def failures(outcomes: Sequence[JobOutcome]) -> list[str]:
+    return [f"{o.job.describe()}: {o.error}" for o in outcomes if o.error]

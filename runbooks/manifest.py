@@ -219,6 +219,11 @@ class DumpRecord(BaseModel):
         description="Row count per table (schema.table for PostgreSQL), read on the source at "
         "dump time"
     )
+    counts_exact: bool = Field(
+        default=True,
+        description="True when `tables` are exactly the dump's rows (PostgreSQL: counted in the "
+        "dump's snapshot; MySQL: no count moved during the dump)",
+    )
 
     @field_validator("sha256")
     @classmethod
