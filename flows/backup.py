@@ -21,11 +21,13 @@ from prefect.cache_policies import NO_CACHE
 from runbooks.backup_run import (
     BackupContext,
     JobOutcome,
+    failures,
     plan_environment_backup,
     plan_user_database_backup,
     run_jobs,
 )
 from runbooks.connect import site_from
+from runbooks.errors import StepFailed
 from runbooks.inventory import Site
 
 
@@ -61,6 +63,9 @@ def _run(site: Site, jobs: list[Any], title: str) -> list[dict[str, Any]]:
     finally:
         ctx.close()
     _artifact(title, outcomes)
+    failed = failures(outcomes)
+    if failed:  # the run ends Failed; the sets written by the other jobs stay complete
+        raise StepFailed("; ".join(failed))
     return [o.data for o in outcomes]
 
 

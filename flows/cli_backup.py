@@ -18,6 +18,7 @@ from rich.table import Table
 from runbooks.backup_run import (
     BackupContext,
     JobOutcome,
+    failures,
     plan_environment_backup,
     run_jobs,
 )
@@ -125,9 +126,14 @@ def run(
         outcomes = _run_with_progress(site, jobs, console)
     except DrpError as err:
         console.print(f"[red]backup failed: {escape(str(err))}[/red]")
-        console.print("The set being written has no manifest: it is listed as incomplete.")
         raise typer.Exit(EXIT_FAILED) from None
     _print_outcomes(outcomes, console)
+    failed = failures(outcomes)
+    if failed:
+        for line in failed:
+            console.print(f"[red]backup failed: {escape(line)}[/red]")
+        console.print("A set whose backup failed has no manifest: it is listed as incomplete.")
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _run_with_progress(site: Site, jobs: list[Any], console: Console) -> list[JobOutcome]:

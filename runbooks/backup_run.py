@@ -632,10 +632,8 @@ def run_job(ctx: BackupContext, job: BackupJob, call: Call = direct_call) -> Job
     def step(name: str, function: Callable[..., T], *args: Any) -> T:
         try:
             return call(name, function, *args)  # type: ignore[no-any-return]
-        except DrpError:
-            raise
-        except (SshError, RsyncError, DatabaseError) as err:
-            raise StepFailed(f"{job.set_id} {name}: {err}") from err
+        except (DrpError, SshError, RsyncError, DatabaseError) as err:
+            raise StepFailed(f"step {name} failed: {err}") from err
 
     started = _now()
     outcome = JobOutcome(job)
@@ -657,7 +655,7 @@ def run_job(ctx: BackupContext, job: BackupJob, call: Call = direct_call) -> Job
         if job.kind.has_databases:
             try:
                 step("clear-staging", clear_staging, ctx, job)
-            except DrpError as err:  # a warning: never hide the failure that brought us here
+            except StepFailed as err:  # a warning: never hide the failure that brought us here
                 outcome.warnings.append(f"could not clear the staged dumps on production: {err}")
     for o in opened:
         key = f"manifest-{host_name(o.server)}"

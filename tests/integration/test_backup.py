@@ -151,6 +151,7 @@ def test_daily_backup_writes_a_set_whose_manifest_matches_production(scene) -> N
             db_endpoint(s.site, db, "production"), database_password(s.site, db)
         )
         assert dump.tables == counts and sum(counts.values()) > 0
+        assert dump.counts_exact  # nothing writes to the lab databases during the dump
     # The staged dumps are gone from production.
     assert not (topology.paths().host_root("production") / ".drp-staging").exists()
 
@@ -355,3 +356,15 @@ def test_parity_picks_the_server(scene) -> None:
     # A backup area that does not exist yet holds no set, and is no error.
     catalogue = open_catalogue(s.site)
     assert catalogue.sets() == [] and catalogue.unreachable == {}
+
+
+def test_failed_backup_exits_1_names_the_step_and_leaves_an_incomplete_set(scene) -> None:
+    s = scene()
+    s.path.write_text(s.path.read_text().replace("srv/app/www", "srv/app/no-such-tree"))
+    result = invoke(backup_app, ["run", "--config", str(s.path), "--parity", "odd"])
+    assert result.exit_code == 1, result.output
+    assert "copy-files-no-such-tree-backup-odd" in result.output
+    assert "srv/app/no-such-tree does not exist on production" in result.output
+    assert "it is listed as incomplete" in result.output
+    listed = json.loads(invoke(backup_app, ["list", "--config", str(s.path), "--json"]).stdout)
+    assert [(x["server"], x["status"]) for x in listed["sets"]] == [("backup-odd", "incomplete")]
