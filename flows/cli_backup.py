@@ -211,7 +211,8 @@ def _print_outcomes(outcomes: list[JobOutcome], console: Console) -> None:
                 human_bytes(manifest.bytes),
                 f"{outcome.seconds:.1f}",
             )
-    console.print(table)
+    if table.row_count:
+        console.print(table)
     for outcome in outcomes:
         for retention in outcome.retention:
             console.print(escape(retention.summary()))

@@ -174,16 +174,14 @@ class BackupContext:
         *,
         say: Say | None = None,
         progress: Progress | None = None,
-        runners: dict[Role, CommandRunner] | None = None,
     ) -> None:
         self.site = site
         self.pool = pool or HostPool(site)
-        self._runners = runners or {}
         self.say: Say = say or (lambda message: log.info("%s", message))
         self.progress: Progress = progress or (lambda what, percent: None)
 
     def runner(self, role: Role) -> CommandRunner:
-        return self._runners.get(role) or self.pool[role]
+        return self.pool[role]
 
     def close(self) -> None:
         self.pool.close()

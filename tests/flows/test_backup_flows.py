@@ -1,5 +1,5 @@
-"""The two backup flows under a Prefect test server, against the lab: each step is a task, the
-run leaves a report artifact, and the sets land where the parity says."""
+"""The two backup flows under the session's Prefect server, against the lab: each step is a
+task, the run leaves a report artifact, and the sets land where the parity says."""
 
 from __future__ import annotations
 
@@ -15,14 +15,6 @@ from lab import topology
 from runbooks.inventory import load_site
 
 pytestmark = [pytest.mark.lab, pytest.mark.prefect]
-
-
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
 
 
 @pytest.fixture
@@ -44,15 +36,25 @@ async def _task_runs(flow_run_id) -> list[str]:
         return sorted(r.name for r in runs if r.state and r.state.is_completed())
 
 
-async def _artifact(key: str) -> str:
+async def _artifact(flow_run_id, key: str) -> str:
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
 
     async with get_client() as client:
-        artifact = await client.read_latest_artifacts()
-        return next(a.data for a in artifact if a.key == key)
+        (artifact,) = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+                key=ArtifactFilterKey(any_=[key]),
+            )
+        )
+        return str(artifact.data)
 
 
-def test_backup_flows_run_each_step_as_a_task(prefect_api, inventory: Path) -> None:
+def test_backup_flows_run_each_step_as_a_task(prefect_server, inventory: Path) -> None:
     from flows.backup import backup_environment, backup_user_databases
 
     state = backup_environment(config=str(inventory), parity="even", return_state=True)
@@ -74,7 +76,7 @@ def test_backup_flows_run_each_step_as_a_task(prefect_api, inventory: Path) -> N
             "retention-backup-even",
         ]
     )
-    report = asyncio.run(_artifact("backup-report"))
+    report = asyncio.run(_artifact(state.state_details.flow_run_id, "backup-report"))
     assert f"set {result['set_id']} complete on backup-even" in report
 
     users = backup_user_databases(config=str(inventory), parity="odd")
