@@ -15,7 +15,7 @@ from rich.markdown import Markdown
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.prompt import Confirm, Prompt
 
-from flows import gate, progress
+from flows import progress
 from runbooks.errors import DrpError
 from runbooks.inventory import load_site
 from runbooks.render import plan_renderable, report_renderable
@@ -85,6 +85,21 @@ ReferenceOpt = Annotated[
     str | None,
     typer.Option("--reference", help="The order's reference (ticket, e-mail).", show_default=False),
 ]
+CleanupOpt = Annotated[
+    bool,
+    typer.Option(
+        "--cleanup",
+        help="Return the DRP server to its state before the drill: what it held is set aside "
+        "first and put back afterwards.",
+    ),
+]
+
+
+def _gate() -> Any:
+    """flows.gate, imported when needed: it loads Prefect, which `drp lab` does not need."""
+    from flows import gate
+
+    return gate
 
 
 def _fail(err: Exception, code: int = 1) -> typer.Exit:
@@ -98,6 +113,7 @@ def plan_command(
     config: ConfigOpt = Path("config/site.yaml"),
     environments: EnvOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    cleanup: CleanupOpt = False,
 ) -> None:
     """Show what an activation (or drill) would do, changing nothing and asking no order.
 
@@ -109,8 +125,10 @@ def plan_command(
 
     if kind not in ("activate", "drill"):
         raise _fail(ValueError(f"expected activate or drill, got {kind!r}"), 2)
+    if cleanup and kind != "drill":
+        raise _fail(ValueError("--cleanup is for drills only"), 2)
     try:
-        prepared = prepare_plan(config, kind, environments)
+        prepared = prepare_plan(config, kind, environments, cleanup=cleanup)
     except DrpError as err:
         raise _fail(err) from None
     if as_json:
@@ -140,7 +158,7 @@ class TerminalGate:
         ).start()
 
     def _answer(self, flow_run_id: UUID, plan_hash: str, brief: str) -> None:
-        paused = gate.wait_until_paused(lambda: flow_run_id, self.stop.is_set)
+        paused = _gate().wait_until_paused(lambda: flow_run_id, self.stop.is_set)
         if paused is None:
             return
         if self.order_by:
@@ -179,7 +197,7 @@ class TerminalGate:
 
     def _send(self, flow_run_id: UUID, answer: dict[str, Any], via: str) -> bool:
         try:
-            gate.answer_gate(flow_run_id, answer)
+            _gate().answer_gate(flow_run_id, answer)
         except DrpError as err:
             errors.print(f"[red]The order was not taken:[/] {err}")
             return False
@@ -233,12 +251,14 @@ def _operate(
     force: bool,
     bwlimit: int | None,
     answerer: TerminalGate,
+    *,
+    cleanup: bool = False,
 ) -> None:
     try:
         load_site(config)
     except DrpError as err:
         raise _fail(err) from None
-    gate.add_gate_listener(answerer)
+    _gate().add_gate_listener(answerer)
     try:
         with TerminalProgress():
             result = _run(
@@ -249,12 +269,13 @@ def _operate(
                 gate_timeout_seconds=gate_timeout,
                 force=force,
                 bwlimit_kib=bwlimit,
+                **({"cleanup": True} if cleanup else {}),  # a drill's parameter only
             )
     except DrpError as err:
         raise _fail(err) from None
     finally:
         answerer.stop.set()
-        gate.remove_gate_listener(answerer)
+        _gate().remove_gate_listener(answerer)
     _show_report(config, result["operation_id"])
     if result.get("outcome") not in ("succeeded", "refused"):
         raise typer.Exit(1)
@@ -269,18 +290,29 @@ def drill_command(
     gate_timeout: TimeoutOpt = 24 * 3600,
     force: ForceOpt = False,
     bwlimit: BwlimitOpt = None,
+    cleanup: CleanupOpt = False,
 ) -> None:
     """Rehearse the activation for real on the DRP server; DNS is never changed.
 
     Same preflight, order gate and restore steps as `drp activate`; the service is checked
     through the DRP address; ends on the RTO/RPO report. [bold]Writes to the DRP server and
     its databases[/bold] once the order is given. --order-by and --reference answer the gate
-    for unattended drills.
+    for unattended drills. --cleanup puts the DRP server back as it was afterwards.
     """
     if order_by and not reference:
         raise _fail(ValueError("--order-by needs --reference (the order's reference)"), 2)
     answerer = TerminalGate(order_by, reference, acknowledge=True)
-    _operate("drill", config, operation_id, environments, gate_timeout, force, bwlimit, answerer)
+    _operate(
+        "drill",
+        config,
+        operation_id,
+        environments,
+        gate_timeout,
+        force,
+        bwlimit,
+        answerer,
+        cleanup=cleanup,
+    )
 
 
 def activate_command(
@@ -333,8 +365,8 @@ def approve_command(
     Needs PREFECT_API_URL pointing at the Prefect server the run uses. Prints the brief first.
     """
     try:
-        plan_hash = gate.paused_plan_hash(flow_run_id)
-        brief = gate.paused_brief(flow_run_id)
+        plan_hash = _gate().paused_plan_hash(flow_run_id)
+        brief = _gate().paused_brief(flow_run_id)
         if brief:
             console.print(Markdown(brief))
         answer = {
@@ -344,7 +376,7 @@ def approve_command(
             "data_loss_acknowledged": acknowledge_data_loss,
             "plan_hash": plan_hash,
         }
-        gate.answer_gate(flow_run_id, answer)
+        _gate().answer_gate(flow_run_id, answer)
     except (DrpError, ValueError) as err:
         raise _fail(err) from None
     console.print(f"Order sent: {answer['decision']} by {by} (reference {reference}).")

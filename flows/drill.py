@@ -18,10 +18,19 @@ def drp_drill(
     gate_timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
     force: bool = False,
     bwlimit_kib: int | None = None,
+    cleanup: bool = False,
 ) -> dict[str, Any]:
     """Rehearse the activation on the DRP server: the same preflight, order and restore steps,
     then the service checked through the DRP address; DNS is left alone. Ends on the RTO/RPO
-    report."""
+    report. With `cleanup`, what the DRP server held is set aside first and put back at the
+    end, checked against a record kept on the DRP server."""
     return run_operation(
-        "drill", config, operation_id, environments, gate_timeout_seconds, force, bwlimit_kib
+        "drill",
+        config,
+        operation_id,
+        environments,
+        gate_timeout_seconds,
+        force,
+        bwlimit_kib,
+        cleanup=cleanup,
     )

@@ -100,6 +100,7 @@ def run_operation(
     gate_timeout_seconds: int,
     force: bool,
     bwlimit_kib: int | None = None,
+    cleanup: bool = False,
 ) -> dict[str, Any]:
     log = get_run_logger()
     site = site_from(config)
@@ -121,6 +122,7 @@ def run_operation(
         chosen_at=report.chosen_at,
         force=force,
         bwlimit_kib=bwlimit_kib,
+        cleanup=cleanup,
     )
     try:
         return _run(prepared, report, directory, gate_timeout_seconds)
@@ -220,6 +222,11 @@ def _run(
         if is_drill
         else "DRP activated: the DRP server serves and DNS points at it"
     )
+    if is_drill and prepared.cleanup:
+        done = (
+            "drill finished: the restored environments were checked on the DRP server, which "
+            "is now back to its state before the drill; DNS untouched"
+        )
     report.finish("succeeded", done)
     save_report(report, directory)
     _publish(report)

@@ -20,6 +20,7 @@ from runbooks.activation import (
     preflight_steps,
 )
 from runbooks.backups import Selection, open_catalogue, wanted_environments
+from runbooks.cleanup import with_cleanup
 from runbooks.errors import DrpError
 from runbooks.inventory import Site, load_site
 from runbooks.operation import check_operation_id, new_operation_id
@@ -34,6 +35,7 @@ class Prepared:
     plan: Plan
     steps: list[Step]  # what runs after the order
     preflight: list[tuple[Step, StepRecord | None, str]] = field(default_factory=list)
+    cleanup: bool = False  # a drill that puts the DRP server back as it found it
 
     @property
     def preflight_ok(self) -> bool:
@@ -78,8 +80,12 @@ def prepare(
     chosen_at: datetime,
     force: bool = False,
     bwlimit_kib: int | None = None,
+    cleanup: bool = False,
 ) -> Prepared:
-    """Run the preflight and build the plan. Preflight problems are collected, not raised."""
+    """Run the preflight and build the plan. Preflight problems are collected, not raised.
+
+    With `cleanup` (drills only), what the DRP server holds is set aside after the order and
+    put back after the drill's last step (`runbooks.cleanup`)."""
     known = {e.name for e in site.environments}
     unknown = sorted(set(environments or ()) - known)
     if unknown:
@@ -97,13 +103,19 @@ def prepare(
         except DrpError as err:
             checks.append((step, None, str(err)))
     steps = drill_steps(operation) if kind == "drill" else activation_steps(operation)
+    if cleanup:
+        steps = with_cleanup(operation, steps)
     plan = Plan.build(
         operation_id, kind, site.name, [*preflight_steps(operation), *steps], plan_facts(operation)
     )
-    return Prepared(operation, plan, steps, checks)
+    return Prepared(operation, plan, steps, checks, cleanup)
 
 
-def prepare_plan(config: Path, kind: str, environments: list[str] | None) -> Prepared:
+def prepare_plan(
+    config: Path, kind: str, environments: list[str] | None, *, cleanup: bool = False
+) -> Prepared:
     site = load_site(config)
     operation_id = check_operation_id(new_operation_id(kind))
-    return prepare(site, kind, operation_id, environments, chosen_at=datetime.now(UTC))
+    return prepare(
+        site, kind, operation_id, environments, chosen_at=datetime.now(UTC), cleanup=cleanup
+    )

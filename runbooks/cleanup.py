@@ -1,0 +1,816 @@
+"""`drp drill --cleanup`: the DRP server goes back to what it held before the drill.
+
+Right after the order, before the drill writes anything, `SetAsideDrpState` records what the DRP
+server holds where the drill will write, in `~/.drp/drills/<operation>/prior-state.json` on the
+DRP server itself (so a cleanup can run from another machine, or after a crash), then moves it
+out of the way:
+
+- each tree destination and staging directory that exists is renamed
+  `<path>.drp-before-<operation>` (instant; the drill then restores into an empty place, and so
+  copies everything, as a real activation would);
+- each PostgreSQL database that exists is renamed `<name>_before_<operation>`;
+- each MySQL database that exists is dumped (its content, then drp's marker table) into
+  `~/.drp/drills/<operation>/databases/` and only then dropped.
+
+The drill's restores therefore always find a missing target: they need neither `--force` nor
+their own keep-aside. After the drill's last step (its ticket), `RestoreDrpTree` and
+`RestoreDrpDatabase` remove what the drill restored and put back what was there, and
+`RestoreDrpState` checks the whole record (tree listings: names, sizes, modification times;
+databases: existence, tables, other objects, drp marker, row counts, and a checksum of every
+table of a reloaded MySQL database) before marking it "restored". A later run of the same
+operation finds that mark and changes nothing: every step, the drill's own included, is skipped
+with the reason.
+
+Deleting is limited to the drill's own copies: a path that did not exist before, a path whose
+previous content waits aside, a database whose drp marker names this operation. The MySQL dumps
+are removed only once the reloaded database matches them table for table.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from providers import aside, mysql, postgres
+from providers.dbcommon import DatabaseState, DbEndpoint, Marker, write_dump
+from runbooks import connect
+from runbooks.activation import CopyTree, Operation, RestoreDatabase
+from runbooks.errors import DrpError, StepFailed, UnsafePlan, VerifyFailed
+from runbooks.inventory import Database
+from runbooks.render import human_bytes
+from runbooks.secrets import Secret
+from runbooks.steps import Applied, Change, Check, ProgressCallback, Step
+
+RECORD_DIR = ".drp/drills"  # on the DRP server, relative to the SSH user's home
+
+
+def record_dir(operation_id: str) -> str:
+    return f"{RECORD_DIR}/{operation_id}"
+
+
+def record_path(operation_id: str) -> str:
+    return f"{record_dir(operation_id)}/prior-state.json"
+
+
+def mysql_dump_paths(operation_id: str, name: str) -> tuple[str, str]:
+    """Where a MySQL database's content and marker table wait during the drill."""
+    base = f"{record_dir(operation_id)}/databases/{name}"
+    return f"{base}.sql.gz", f"{base}.marker.sql"
+
+
+# -- the record ------------------------------------------------------------------------------
+class PathRecord(BaseModel):
+    """A path the drill writes to, as it was before the drill."""
+
+    path: str = Field(description="The path on the DRP server (relative to the home, or absolute).")
+    existed: bool = Field(description="Whether something was there before the drill.")
+    aside: str = Field(description="Where the previous content waits during the drill.")
+    created: str | None = Field(
+        default=None,
+        description="For a missing path: its highest missing ancestor, which the drill creates "
+        "and the cleanup removes.",
+    )
+    anchor: str = Field(description="The existing parent directory whose entries change.")
+    anchor_mtime: str | None = Field(
+        default=None, description="The anchor's modification time, put back at the end."
+    )
+    digest: str | None = Field(
+        default=None, description="sha256 of `find PATH -printf '%P %s %T@\\n' | sort`."
+    )
+    entries: int = Field(default=0, description="Entries under the path (itself included).")
+    bytes: int = Field(default=0, description="Their sizes added up.")
+
+
+class DatabaseRecord(BaseModel):
+    """A database the drill restores, as it was before the drill."""
+
+    environment: str = Field(description="The environment the database belongs to.")
+    name: str = Field(description="The database's name on the DRP server.")
+    engine: Literal["postgresql", "mysql"] = Field(description="Its database server.")
+    existed: bool = Field(description="Whether it existed before the drill.")
+    tables: int = Field(default=0, description="User tables (drp's marker table excluded).")
+    other_objects: int = Field(default=0, description="Views, routines, sequences, types...")
+    marker: Marker | None = Field(default=None, description="drp's restore marker, if any.")
+    counts: dict[str, int] = Field(default_factory=dict, description="Rows per table.")
+    checksums: dict[str, str] = Field(
+        default_factory=dict, description="MySQL: a digest of each table, to check the reload."
+    )
+    aside: str | None = Field(
+        default=None,
+        description="PostgreSQL: the name it is renamed to; MySQL: the dump of its content.",
+    )
+    marker_dump: str | None = Field(
+        default=None, description="MySQL: the dump of drp's marker table, when there is one."
+    )
+    charset: str | None = Field(default=None, description="MySQL: default character set.")
+    collation: str | None = Field(default=None, description="MySQL: default collation.")
+
+
+class PriorState(BaseModel):
+    """What the DRP server held where a drill writes, and how far the cleanup went."""
+
+    operation_id: str = Field(description="The drill this record belongs to.")
+    site: str = Field(description="The inventory's name.")
+    status: Literal["setting-aside", "set-aside", "restored"] = Field(
+        description="setting-aside: recorded, being moved away; set-aside: the drill may "
+        "write; restored: everything was put back and checked."
+    )
+    recorded_at: datetime = Field(description="When the prior state was read (UTC).")
+    set_aside_at: datetime | None = Field(default=None, description="When all was moved away.")
+    restored_at: datetime | None = Field(default=None, description="When all was put back.")
+    paths: list[PathRecord] = Field(default_factory=list, description="Trees and staging dirs.")
+    databases: list[DatabaseRecord] = Field(default_factory=list, description="Databases.")
+
+    def path(self, path: str) -> PathRecord:
+        for record in self.paths:
+            if record.path == path:
+                return record
+        raise StepFailed(f"the record of drill {self.operation_id} does not list drp:{path}")
+
+    def database(self, environment: str, name: str) -> DatabaseRecord:
+        for record in self.databases:
+            if (record.environment, record.name) == (environment, name):
+                return record
+        raise StepFailed(f"the record of drill {self.operation_id} does not list drp/{name}")
+
+
+def _at(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment else "?"
+
+
+class PriorStateStore:
+    """The record, read from and written to the DRP server (never kept only here)."""
+
+    def __init__(self, op: Operation) -> None:
+        self.op = op
+        self.path = record_path(op.operation_id)
+        self._returned: str | None = None
+
+    def load(self) -> PriorState | None:
+        text = aside.read_file(self.op.pool["drp"], self.path)
+        if text is None:
+            return None
+        try:
+            return PriorState.model_validate_json(text)
+        except ValidationError as err:
+            raise StepFailed(
+                f"drp:{self.path} is not a readable record of the DRP server's state before the "
+                f"drill ({err.error_count()} problems): restore it from its .tmp file if there "
+                "is one, or put the DRP server back by hand"
+            ) from err
+
+    def require(self) -> PriorState:
+        state = self.load()
+        if state is None:
+            raise StepFailed(
+                f"no record of the DRP server's state before drill {self.op.operation_id} at "
+                f"drp:{self.path}: nothing can be put back"
+            )
+        return state
+
+    def save(self, state: PriorState) -> None:
+        aside.write_file(self.op.pool["drp"], self.path, state.model_dump_json(indent=2) + "\n")
+
+    def returned(self) -> str | None:
+        """Why nothing more may run, once this drill put the DRP server back (else None)."""
+        if self._returned is None:
+            state = self.load()
+            if state is not None and state.status == "restored":
+                self._returned = (
+                    f"drill {state.operation_id} already ended and put the DRP server back as "
+                    f"it was before, at {_at(state.restored_at)} (drp:{self.path})"
+                )
+        return self._returned
+
+
+# -- what a drill writes ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class DrillTargets:
+    paths: tuple[str, ...]  # tree destinations and staging directories, normalized
+    databases: tuple[tuple[str, Database], ...]  # (environment, database)
+
+
+def drill_targets(steps: Sequence[Step]) -> DrillTargets:
+    """Every place the drill's steps write on the DRP server; refuses what cannot be set aside."""
+    paths: list[str] = []
+    databases: list[tuple[str, Database]] = []
+    for step in steps:
+        if isinstance(step, CopyTree):
+            written = [step.dest]
+        elif isinstance(step, RestoreDatabase):
+            written = [step.staging]
+            databases.append((step.chosen.set.environment, step.db))
+        else:
+            continue
+        for path in written:
+            try:
+                clean = aside.normalize_path(path)
+            except ValueError as err:
+                raise UnsafePlan(f"{step.title}: {err}; run the drill without --cleanup") from err
+            if clean not in paths:
+                paths.append(clean)
+    for path in paths:
+        for other in [*paths, RECORD_DIR]:
+            if other != path and (other.startswith(path + "/") or path.startswith(other + "/")):
+                raise UnsafePlan(
+                    f"drp:{path} and drp:{other} are nested: --cleanup sets each destination "
+                    "aside whole and cannot do so for one inside another; run the drill without "
+                    "--cleanup, or give the trees separate destinations"
+                )
+    return DrillTargets(tuple(paths), tuple(databases))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+class _Db:
+    """One database of the drill on the DRP server: endpoint, password, engine."""
+
+    def __init__(self, op: Operation, environment: str, db: Database) -> None:
+        self.op, self.environment, self.db = op, environment, db
+        self.name = db.name
+        self.is_pg = db.engine == "postgresql"
+
+    @property
+    def endpoint(self) -> DbEndpoint:
+        return connect.db_endpoint(self.op.site, self.db, "drp")
+
+    @property
+    def password(self) -> Secret:
+        return connect.database_password(self.op.site, self.db)
+
+    def state(self) -> DatabaseState:
+        engine = postgres if self.is_pg else mysql
+        return engine.read_state(self.endpoint, self.password)
+
+    def counts(self) -> dict[str, int]:
+        engine = postgres if self.is_pg else mysql
+        return engine.table_counts(self.endpoint, self.password)
+
+    def exists(self, name: str | None = None) -> bool:
+        endpoint = self.endpoint.with_dbname(name) if name else self.endpoint
+        if self.is_pg:
+            return postgres.database_exists(endpoint, self.password)
+        return mysql.database_exists(endpoint, self.password)
+
+    def aside_name(self) -> str:
+        if self.is_pg:
+            return postgres.aside_name(self.name, self.op.operation_id)
+        return mysql_dump_paths(self.op.operation_id, self.name)[0]
+
+    def drop_own(self, state: DatabaseState, why: str) -> None:
+        """Drop the database, which must carry this drill's marker (or be its partial reload)."""
+        if not aside.is_own(state, self.op.operation_id) and why != "partial-reload":
+            owner = state.marker.operation_id if state.marker else "no drp marker"
+            raise StepFailed(
+                f"drp/{self.name} is not this drill's restore ({owner}): nothing was deleted; "
+                "check who wrote it, move it away, then run again"
+            )
+        if self.is_pg:
+            aside.pg_drop(self.endpoint, self.password)
+        else:
+            aside.mysql_drop(self.endpoint, self.password)
+
+
+def _state_problems(record: DatabaseRecord, state: DatabaseState, counts: dict[str, int]) -> str:
+    """What differs between a database now and its record (empty: the same)."""
+    if not record.existed:
+        return f"drp/{record.name} exists, but did not before the drill" if state.exists else ""
+    if not state.exists:
+        return f"drp/{record.name} is missing"
+    wrong = []
+    if state.tables != record.tables or state.other_objects != record.other_objects:
+        wrong.append(
+            f"{state.tables} tables and {state.other_objects} other objects, before "
+            f"{record.tables} and {record.other_objects}"
+        )
+    if state.marker != record.marker:
+        now = state.marker.backup_id if state.marker else "none"
+        was = record.marker.backup_id if record.marker else "none"
+        wrong.append(f"drp marker {now}, before {was}")
+    if counts != record.counts:
+        moved = sorted(
+            t for t in set(counts) | set(record.counts) if counts.get(t) != record.counts.get(t)
+        )
+        wrong.append(f"row counts differ in {', '.join(moved)}")
+    return f"drp/{record.name}: " + "; ".join(wrong) if wrong else ""
+
+
+# -- before the drill ------------------------------------------------------------------------
+class SetAsideDrpState(Step):
+    """Record what the DRP server holds where the drill writes, then move it out of the way."""
+
+    phase = 15
+
+    def __init__(self, op: Operation, store: PriorStateStore, targets: DrillTargets) -> None:
+        super().__init__("cleanup-set-aside", "Record and set aside what the DRP server holds")
+        self.op, self.store, self.targets = op, store, targets
+        self.dbs = [_Db(op, env, db) for env, db in targets.databases]
+
+    def describe(self) -> list[Change]:
+        op_id = self.op.operation_id
+        changes = [Change("record", f"drp:{self.store.path}", "the DRP server's state now")]
+        for path in self.targets.paths:
+            changes.append(
+                Change(
+                    "set-aside",
+                    f"drp:{path}",
+                    f"if present: renamed {aside.aside_path(path, op_id)}",
+                )
+            )
+        for db in self.dbs:
+            how = (
+                f"renamed {db.aside_name()}"
+                if db.is_pg
+                else f"dumped to drp:{db.aside_name()}, then dropped"
+            )
+            changes.append(Change("set-aside", f"drp/{db.name}", f"if present: {how}"))
+        return changes
+
+    def check(self) -> Check:
+        state = self.store.load()
+        if state is None:
+            return Check(False, "the DRP server's state before the drill is not recorded yet")
+        if state.status == "restored":
+            return Check(True, self.store.returned() or "already put back")
+        if state.status == "set-aside":
+            held = sum(p.existed for p in state.paths) + sum(d.existed for d in state.databases)
+            return Check(
+                True,
+                f"the DRP server's state was recorded at {_at(state.recorded_at)} and {held} "
+                f"thing(s) set aside at {_at(state.set_aside_at)} (drp:{self.store.path})",
+            )
+        return Check(False, f"setting aside was interrupted: resuming from drp:{self.store.path}")
+
+    def apply(self, progress: ProgressCallback | None = None) -> Applied:
+        state = self.store.load()
+        if state is None:  # never read again once recorded: a resume goes by the record
+            state = self._record()
+            self.store.save(state)
+        drp = self.op.pool["drp"]
+        moved: list[str] = []
+        for record in state.paths:
+            if record.existed and aside.set_aside_path(drp, record.path, record.aside):
+                moved.append(f"drp:{record.path} -> {record.aside}")
+        for db in self.dbs:
+            kept = state.database(db.environment, db.name)
+            if kept.existed and self._set_aside_database(db, kept):
+                moved.append(f"drp/{db.name} -> {kept.aside}")
+        state.status = "set-aside"
+        state.set_aside_at = datetime.now(UTC)
+        self.store.save(state)
+        missing = [p.path for p in state.paths if not p.existed]
+        missing += [d.name for d in state.databases if not d.existed]
+        summary = f"set aside {len(moved)}: " + ("; ".join(moved) or "nothing")
+        if missing:
+            summary += f" (absent before the drill: {', '.join(missing)})"
+        return Applied(summary, details={"record": self.store.path, "set_aside": moved})
+
+    def verify(self) -> Check:
+        state = self.store.require()
+        drp = self.op.pool["drp"]
+        problems = []
+        existing = [p for p in state.paths if p.existed]
+        there = aside.probe(drp, [x for p in existing for x in (p.path, p.aside)])
+        for record in existing:
+            if there[record.path] or not there[record.aside]:
+                problems.append(f"drp:{record.path} is not set aside at {record.aside}")
+            elif aside.listing(drp, record.aside).digest != record.digest:
+                problems.append(f"drp:{record.aside} differs from drp:{record.path} before")
+        for db in self.dbs:
+            db_record = state.database(db.environment, db.name)
+            kept = db_record.aside or ""
+            if db.exists():
+                problems.append(f"drp/{db.name} still exists")
+            elif not db_record.existed:
+                continue
+            elif db.is_pg and not db.exists(kept):
+                problems.append(f"drp/{kept} is missing")
+            elif not db.is_pg and not aside.probe(drp, [kept])[kept]:
+                problems.append(f"the dump drp:{kept} is missing")
+        if problems:
+            return Check(False, "; ".join(problems))
+        return self.check()
+
+    def _record(self) -> PriorState:
+        drp = self.op.pool["drp"]
+        op_id = self.op.operation_id
+        aside.make_dir(drp, record_dir(op_id))
+        asides = {p: aside.aside_path(p, op_id) for p in self.targets.paths}
+        asked = list(
+            dict.fromkeys(
+                [a for p in self.targets.paths for a in aside.ancestors(p)] + list(asides.values())
+            )
+        )
+        exists = aside.probe(drp, asked)
+        paths = []
+        for path in self.targets.paths:
+            record = PathRecord(path=path, existed=exists[path], aside=asides[path], anchor=".")
+            if record.existed:
+                if exists[record.aside]:
+                    raise StepFailed(
+                        f"drp:{record.aside} already exists, so drp:{path} cannot be set aside "
+                        "there: move it away, then run again"
+                    )
+                found = aside.listing(drp, path)
+                record.digest, record.entries, record.bytes = (
+                    found.digest,
+                    found.entries,
+                    found.bytes,
+                )
+                top = path
+            else:
+                record.created = aside.created_root(path, exists)
+                top = record.created
+            record.anchor = posixpath.dirname(top) or "."
+            record.anchor_mtime = aside.mtime(drp, record.anchor)
+            paths.append(record)
+        databases = [self._record_database(db) for db in self.dbs]
+        return PriorState(
+            operation_id=op_id,
+            site=self.op.site.name,
+            status="setting-aside",
+            recorded_at=datetime.now(UTC),
+            paths=paths,
+            databases=databases,
+        )
+
+    def _record_database(self, db: _Db) -> DatabaseRecord:
+        state = db.state()
+        record = DatabaseRecord(
+            environment=db.environment,
+            name=db.name,
+            engine="postgresql" if db.is_pg else "mysql",
+            existed=state.exists,
+        )
+        if not state.exists:
+            return record
+        record.tables, record.other_objects, record.marker = (
+            state.tables,
+            state.other_objects,
+            state.marker,
+        )
+        record.counts = db.counts()
+        record.aside = db.aside_name()
+        if db.is_pg:
+            if db.exists(record.aside):
+                raise StepFailed(
+                    f"drp/{record.aside} already exists, so drp/{db.name} cannot be set aside "
+                    "under that name: rename or drop it, then run again"
+                )
+        else:
+            record.checksums = mysql.table_checksums(db.endpoint, db.password)
+            options = aside.mysql_options(db.endpoint, db.password)
+            if options is not None:
+                record.charset, record.collation = options
+            if state.marker is not None:
+                record.marker_dump = mysql_dump_paths(self.op.operation_id, db.name)[1]
+        return record
+
+    def _set_aside_database(self, db: _Db, record: DatabaseRecord) -> bool:
+        """Move one database out of the way; False when it already was."""
+        aside_name = record.aside or ""
+        if db.is_pg:
+            if not db.exists():
+                if db.exists(aside_name):
+                    return False
+                raise StepFailed(f"drp/{db.name} disappeared before it could be set aside")
+            aside.pg_rename(db.endpoint, db.password, aside_name)
+            return True
+        drp = self.op.pool["drp"]
+        files = [f for f in (record.aside, record.marker_dump) if f]
+        if not db.exists():
+            if aside.probe(drp, files)[aside_name]:
+                return False
+            raise StepFailed(
+                f"drp/{db.name} disappeared before it could be set aside, and no dump of it is "
+                f"at drp:{aside_name}"
+            )
+        # The database is still there, so dumps left by an interrupted attempt are spare copies:
+        # dump again, now.
+        for path in files:
+            aside.remove_created(drp, path)
+        mysql.dump(drp, db.endpoint, db.password, aside_name, count_rows=False)
+        if record.marker_dump:
+            write_dump(
+                drp,
+                record.marker_dump,
+                lambda p: aside.mysql_marker_dump_argv(db.endpoint, p),
+                f"dump of drp's marker table of {db.endpoint.label}",
+                secret_env={mysql.PASSWORD_ENV: db.password.reveal()},
+            )
+        aside.mysql_drop(db.endpoint, db.password)
+        return True
+
+
+# -- after the drill -------------------------------------------------------------------------
+class RestoreDrpTree(Step):
+    """Remove the drill's copy at one path and put back what was there (or nothing)."""
+
+    phase = 90
+
+    def __init__(self, op: Operation, store: PriorStateStore, path: str) -> None:
+        super().__init__(f"cleanup-path-{_slug(path)}", f"Put drp:{path} back as before the drill")
+        self.op, self.store, self.path = op, store, path
+
+    def describe(self) -> list[Change]:
+        return [
+            Change(
+                "put-back",
+                f"drp:{self.path}",
+                "remove the drill's copy; rename "
+                f"{aside.aside_path(self.path, self.op.operation_id)} back if it was set aside",
+            )
+        ]
+
+    def problems(self, record: PathRecord) -> str:
+        """What differs from before the drill (empty: the same)."""
+        drp = self.op.pool["drp"]
+        if not record.existed:
+            target = record.created or record.path
+            if aside.probe(drp, [target])[target]:
+                return f"drp:{target} holds the drill's copy (it was absent before)"
+            return ""
+        there = aside.probe(drp, [record.path, record.aside])
+        if there[record.aside]:
+            return (
+                f"drp:{record.path} holds the drill's copy; the previous content waits in "
+                f"{record.aside}"
+            )
+        if not there[record.path]:
+            return f"drp:{record.path} is missing"
+        now = aside.listing(drp, record.path)
+        if now.digest != record.digest:
+            return (
+                f"drp:{record.path} differs from before the drill ({now.entries} entries, "
+                f"{human_bytes(now.bytes)}; before {record.entries}, {human_bytes(record.bytes)})"
+            )
+        return ""
+
+    def check(self) -> Check:
+        record = self.store.require().path(self.path)
+        problem = self.problems(record)
+        if problem:
+            return Check(False, problem)
+        if not record.existed:
+            return Check(True, f"drp:{self.path} absent, as before the drill")
+        return Check(
+            True,
+            f"drp:{self.path} as before the drill ({record.entries} entries, "
+            f"{human_bytes(record.bytes)}, listing {record.digest and record.digest[:12]})",
+        )
+
+    def apply(self, progress: ProgressCallback | None = None) -> Applied:
+        record = self.store.require().path(self.path)
+        drp = self.op.pool["drp"]
+        if not record.existed:
+            target = record.created or record.path
+            aside.remove_created(drp, target)
+            done = f"removed the drill's copy drp:{target}"
+        elif aside.probe(drp, [record.aside])[record.aside]:
+            aside.put_back_path(drp, record.path, record.aside)
+            done = f"removed the drill's copy and renamed {record.aside} back to drp:{record.path}"
+        else:
+            raise StepFailed(
+                f"{self.problems(record)}, and nothing waits at drp:{record.aside}: nothing was "
+                "deleted; compare by hand with the record drp:" + self.store.path
+            )
+        aside.restore_mtime(drp, record.anchor, record.anchor_mtime)
+        return Applied(done)
+
+
+class RestoreDrpDatabase(Step):
+    """Drop the drill's restore of one database and put back what was there (or nothing)."""
+
+    phase = 91
+
+    def __init__(
+        self, op: Operation, store: PriorStateStore, environment: str, db: Database
+    ) -> None:
+        super().__init__(
+            f"cleanup-db-{environment}-{db.name}", f"Put drp/{db.name} back as before the drill"
+        )
+        self.op, self.store, self.db = op, store, _Db(op, environment, db)
+
+    def _record(self) -> DatabaseRecord:
+        return self.store.require().database(self.db.environment, self.db.name)
+
+    def describe(self) -> list[Change]:
+        if self.db.is_pg:
+            how = (
+                f"drop the drill's restore; rename {self.db.aside_name()} back if it was set aside"
+            )
+        else:
+            how = (
+                "drop the drill's restore; recreate it and load drp:"
+                f"{self.db.aside_name()} if it was set aside"
+            )
+        return [Change("put-back", f"drp/{self.db.name}", how)]
+
+    def problems(self, record: DatabaseRecord) -> str:
+        state = self.db.state()
+        counts = self.db.counts() if state.exists and record.existed else {}
+        problem = _state_problems(record, state, counts)
+        if problem or not record.existed:
+            return problem
+        if self.db.is_pg and self.db.exists(record.aside):
+            return f"drp/{record.aside} still exists"
+        if not self.db.is_pg:
+            files = [f for f in (record.aside, record.marker_dump) if f]
+            left = [f for f, there in aside.probe(self.op.pool["drp"], files).items() if there]
+            if left:
+                return f"the set-aside dumps {', '.join(left)} are still there"
+        return ""
+
+    def check(self) -> Check:
+        record = self._record()
+        problem = self.problems(record)
+        if problem:
+            return Check(False, problem)
+        if not record.existed:
+            return Check(True, f"drp/{self.db.name} absent, as before the drill")
+        marker = record.marker.backup_id if record.marker else "no drp marker"
+        return Check(
+            True,
+            f"drp/{self.db.name} as before the drill ({record.tables} tables, "
+            f"{sum(record.counts.values())} rows, {marker})",
+        )
+
+    def apply(self, progress: ProgressCallback | None = None) -> Applied:
+        record = self._record()
+        if not record.existed:
+            state = self.db.state()
+            if state.exists:
+                self.db.drop_own(state, "restored")
+            return Applied(f"dropped the drill's restore of drp/{self.db.name}")
+        if self.db.is_pg:
+            return self._put_back_pg(record)
+        return self._put_back_mysql(record)
+
+    def _put_back_pg(self, record: DatabaseRecord) -> Applied:
+        kept = record.aside or ""
+        if not self.db.exists(kept):
+            raise StepFailed(
+                f"{self.problems(record)}, and drp/{kept} is missing: nothing was deleted; "
+                f"compare by hand with the record drp:{self.store.path}"
+            )
+        state = self.db.state()
+        if state.exists:
+            self.db.drop_own(state, "restored")
+        aside.pg_rename(self.db.endpoint.with_dbname(kept), self.db.password, self.db.name)
+        return Applied(f"dropped the drill's restore; renamed drp/{kept} back to {self.db.name}")
+
+    def _put_back_mysql(self, record: DatabaseRecord) -> Applied:
+        drp = self.op.pool["drp"]
+        dump = record.aside or ""
+        files = [f for f in (dump, record.marker_dump) if f]
+        there = aside.probe(drp, files)
+        state = self.db.state()
+        counts = self.db.counts() if state.exists else {}
+        reloaded = not _state_problems(record, state, counts) and self._same_checksums(record)
+        if not reloaded:
+            if not all(there.values()):
+                differs = _state_problems(record, state, counts) or f"drp/{self.db.name} differs"
+                raise StepFailed(
+                    f"{differs}, and the set-aside dump {dump} is missing: nothing was deleted"
+                )
+            flag = f"{dump}.reloading"  # says a database there is this cleanup's partial reload
+            partial = aside.probe(drp, [flag])[flag]
+            if state.exists:
+                self.db.drop_own(state, "partial-reload" if partial else "restored")
+            aside.write_file(drp, flag, "")
+            aside.mysql_create(self.db.endpoint, self.db.password, *self._options(record))
+            for path in files:
+                aside.mysql_load(drp, self.db.endpoint, self.db.password, path)
+            problem = _state_problems(record, self.db.state(), self.db.counts())
+            if problem or not self._same_checksums(record):
+                raise VerifyFailed(
+                    f"drp/{self.db.name} reloaded from drp:{dump} but differs from before the "
+                    f"drill ({problem or 'table checksums differ'}): the dump is kept; check by "
+                    "hand"
+                )
+            aside.remove_created(drp, flag)
+        for path in files:
+            aside.remove_created(drp, path)
+        return Applied(
+            f"dropped the drill's restore; reloaded drp/{self.db.name} from its set-aside dump "
+            "(same tables, rows and checksums); removed the dump"
+        )
+
+    def _options(self, record: DatabaseRecord) -> tuple[str, str]:
+        if record.charset is None or record.collation is None:
+            raise StepFailed(
+                f"the record drp:{self.store.path} lacks the character set of drp/{self.db.name}: "
+                f"create the database by hand, load drp:{record.aside} into it, then run again"
+            )
+        return record.charset, record.collation
+
+    def _same_checksums(self, record: DatabaseRecord) -> bool:
+        if not self.db.exists():
+            return False
+        return mysql.table_checksums(self.db.endpoint, self.db.password) == record.checksums
+
+
+class RestoreDrpState(Step):
+    """Check the whole DRP server against the record, then close the record."""
+
+    phase = 99
+
+    def __init__(
+        self,
+        op: Operation,
+        store: PriorStateStore,
+        trees: list[RestoreDrpTree],
+        databases: list[RestoreDrpDatabase],
+    ) -> None:
+        super().__init__("cleanup-check", "Check the DRP server is as before the drill")
+        self.op, self.store, self.trees, self.databases = op, store, trees, databases
+
+    def describe(self) -> list[Change]:
+        return [
+            Change(
+                "check",
+                "drp",
+                f"{len(self.trees)} paths and {len(self.databases)} databases as recorded "
+                f"in drp:{self.store.path}",
+            )
+        ]
+
+    def check(self) -> Check:
+        reason = self.store.returned()
+        if reason:
+            return Check(True, reason)
+        return Check(False, "the DRP server was not checked against its state before the drill")
+
+    def apply(self, progress: ProgressCallback | None = None) -> Applied:
+        state = self.store.require()
+        problems = [t.problems(state.path(t.path)) for t in self.trees]
+        problems += [
+            d.problems(state.database(d.db.environment, d.db.name)) for d in self.databases
+        ]
+        wrong = [p for p in problems if p]
+        if wrong:
+            raise VerifyFailed(
+                "the DRP server is not as before the drill: " + "; ".join(wrong) + f" (record: "
+                f"drp:{self.store.path}; run again to retry the put-back steps)"
+            )
+        drp = self.op.pool["drp"]
+        for record in state.paths:  # the last renames changed them again
+            aside.restore_mtime(drp, record.anchor, record.anchor_mtime)
+        state.status = "restored"
+        state.restored_at = datetime.now(UTC)
+        self.store.save(state)
+        return Applied(
+            f"the DRP server is as before the drill: {len(state.paths)} paths and "
+            f"{len(state.databases)} databases match drp:{self.store.path}"
+        )
+
+
+class UnlessReturned(Step):
+    """A drill step that must not run again once the drill put the DRP server back: run
+    again, it would write over what was put back. Otherwise the step itself, unchanged (same
+    key, title, phase and plan)."""
+
+    def __init__(self, inner: Step, store: PriorStateStore) -> None:
+        super().__init__(inner.key, inner.title)
+        self.inner, self.store = inner, store
+        self.phase, self.changes_world, self.log = inner.phase, inner.changes_world, inner.log
+
+    def describe(self) -> list[Change]:
+        return self.inner.describe()
+
+    def check(self) -> Check:
+        reason = self.store.returned()
+        if reason:
+            return Check(True, f"not run again: {reason}")
+        return self.inner.check()
+
+    def apply(self, progress: ProgressCallback | None = None) -> Applied:
+        return self.inner.apply(progress)
+
+    def verify(self) -> Check:
+        return self.inner.verify()
+
+
+def with_cleanup(op: Operation, steps: list[Step]) -> list[Step]:
+    """The drill's steps between setting aside what the DRP server holds and putting it back."""
+    if op.kind != "drill":
+        raise DrpError(f"--cleanup is for drills only, not for a {op.kind}")
+    targets = drill_targets(steps)
+    store = PriorStateStore(op)
+    trees = [RestoreDrpTree(op, store, path) for path in targets.paths]
+    databases = [RestoreDrpDatabase(op, store, env, db) for env, db in targets.databases]
+    return [
+        SetAsideDrpState(op, store, targets),
+        *(UnlessReturned(step, store) for step in steps),
+        *trees,
+        *databases,
+        RestoreDrpState(op, store, trees, databases),
+    ]
