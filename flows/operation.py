@@ -15,7 +15,9 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
+from prefect.futures import PrefectFuture
 
 from flows.gate import GateTimeout, await_order
 from flows.prepare import Prepared, prepare
@@ -32,6 +34,10 @@ from runbooks.report import Report, load_report, report_path, save_report
 from runbooks.services import reports_dir
 from runbooks.steps import Outcome, Step, StepRecord
 
+# Steps of these phases (copies, imports) run in parallel: environments, trees and databases
+# do not depend on each other. Other phases run one step at a time, in plan order.
+PARALLEL_PHASES = (20, 30)
+
 
 def _step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return f"drp-{parameters['operation_id']}-{parameters['key']}"
@@ -46,8 +52,21 @@ def _step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 )
 def run_step_task(step: Step, key: str, operation_id: str) -> dict[str, Any]:
     """One world-changing step. The result (its timeline record) is cached per operation."""
-    progress = ArtifactProgress(key) if step.phase in (20, 30) else emit
+    progress = ArtifactProgress(key) if step.phase in PARALLEL_PHASES else emit
     return step.run(progress=progress).data
+
+
+@task(name="check", task_run_name="{key}", cache_policy=NO_CACHE)
+def run_check_task(step: Step, key: str) -> dict[str, Any]:
+    """A read-only check after the order (the service through the DRP address, through DNS):
+    never cached, so a resumed run checks again."""
+    return step.run().data
+
+
+def _submit(step: Step, operation_id: str) -> PrefectFuture[dict[str, Any]]:
+    if step.changes_world:
+        return run_step_task.submit(step, step.key, operation_id)
+    return run_check_task.submit(step, step.key)
 
 
 def load_or_start_report(site: Site, operation_id: str, kind: str) -> Report:
@@ -187,35 +206,36 @@ def _run(
             log.info("The order was refused by %s: nothing was changed.", given.ordered_by)
             return report.data
 
-    # 3. The steps, in phases; each one a task, cached per operation.
+    # 3. The steps, phase by phase; each one a task, cached per operation (checks are not).
     run_started = datetime.now(UTC)
-    for step in steps:
-        if isinstance(step, SwitchRecord) and not any(
-            d.get("key") == step.key for d in report.dns_before
-        ):
-            before = step.current()
-            report.dns_before.append(
-                {"key": step.key, "zone": step.record.zone, "name": step.name or "@",
-                 "type": step.record.type, "targets": list(before)}
-            )  # fmt: skip
+    for group in _phases(steps):
+        for step in group:
+            if isinstance(step, SwitchRecord):
+                _remember_dns_before(step, report, directory)
+        futures = [(step, _submit(step, operation.operation_id)) for step in group]
+        failures: list[DrpError] = []
+        for step, future in futures:
+            try:
+                data = future.result()
+            except DrpError as err:
+                report.add(_failed(step, err))
+                save_report(report, directory)
+                failures.append(err)
+                continue
+            record = StepRecord.from_data(data)
+            if record.started < run_started:  # from Prefect's cache: done in an earlier run
+                record.outcome = Outcome.SKIPPED
+                record.reason = (
+                    f"done in an earlier run of {operation.operation_id} at "
+                    f"{record.ended:%Y-%m-%d %H:%M:%S} UTC (cached): {record.reason}"
+                )
+            report.add(record)
+            log.info("%s: %s — %s", step.title, record.outcome.value, record.reason)
+            if step.key.startswith("verify-") and step.key.endswith("-drp-ip"):
+                report.service_verified_at = record.ended
             save_report(report, directory)
-        try:
-            data = run_step_task(step, step.key, operation.operation_id)
-        except DrpError as err:
-            report.add(_failed(step, err))
-            raise
-        record = StepRecord.from_data(data)
-        if record.started < run_started:  # from Prefect's cache: done in an earlier run
-            record.outcome = Outcome.SKIPPED
-            record.reason = (
-                f"done in an earlier run of {operation.operation_id} at "
-                f"{record.ended:%Y-%m-%d %H:%M:%S} UTC (cached): {record.reason}"
-            )
-        report.add(record)
-        log.info("%s: %s — %s", step.title, record.outcome.value, record.reason)
-        if step.key.startswith("verify-") and step.key.endswith("-drp-ip"):
-            report.service_verified_at = operation.service_verified_at or record.ended
-        save_report(report, directory)
+        if failures:
+            raise failures[0]
 
     done = (
         "drill finished: the DRP server serves the restored environments; DNS untouched"
@@ -237,6 +257,29 @@ def _run(
         human_duration(report.data_loss_seconds),
     )
     return report.data
+
+
+def _phases(steps: list[Step]) -> list[list[Step]]:
+    """Plan order, cut into groups that run together: a parallel phase's steps form one group,
+    any other step is a group of its own."""
+    groups: list[list[Step]] = []
+    for step in steps:
+        if groups and step.phase in PARALLEL_PHASES and groups[-1][0].phase == step.phase:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return groups
+
+
+def _remember_dns_before(step: SwitchRecord, report: Report, directory: Path) -> None:
+    """The record as it was before the first switch: what the return to production restores."""
+    if any(d.get("key") == step.key for d in report.dns_before):
+        return
+    report.dns_before.append(
+        {"key": step.key, "zone": step.record.zone, "name": step.name or "@",
+         "type": step.record.type, "targets": list(step.current())}
+    )  # fmt: skip
+    save_report(report, directory)
 
 
 def _failed(step: Step, err: Exception) -> StepRecord:

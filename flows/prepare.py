@@ -105,6 +105,7 @@ def prepare(
     steps = drill_steps(operation) if kind == "drill" else activation_steps(operation)
     if cleanup:
         steps = with_cleanup(operation, steps)
+    steps = sorted(steps, key=lambda s: (s.phase, s.key))  # the plan's order
     plan = Plan.build(
         operation_id, kind, site.name, [*preflight_steps(operation), *steps], plan_facts(operation)
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -56,7 +55,6 @@ class Operation:
     pool: connect.HostPool = field(init=False)
     _dns: BaseDnsProvider | None = field(default=None, init=False)
     _tickets: list[TicketBackend] | None = field(default=None, init=False)
-    service_verified_at: datetime | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.pool = connect.HostPool(self.site)
@@ -380,7 +378,6 @@ class CheckService(ReadOnlyStep):
         problems = [r for ok, r in reasons if not ok]
         if problems:
             return Check(False, "; ".join(problems))
-        self.op.service_verified_at = datetime.now(UTC)
         return Check(True, "; ".join(r for _, r in reasons) or "no URL checks in the inventory")
 
     def _probe(self, check: UrlCheck) -> tuple[bool, str]:

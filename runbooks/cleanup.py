@@ -215,15 +215,23 @@ def drill_targets(steps: Sequence[Step]) -> DrillTargets:
                 raise UnsafePlan(f"{step.title}: {err}; run the drill without --cleanup") from err
             if clean not in paths:
                 paths.append(clean)
-    for path in paths:
-        for other in [*paths, RECORD_DIR]:
-            if other != path and (other.startswith(path + "/") or path.startswith(other + "/")):
-                raise UnsafePlan(
-                    f"drp:{path} and drp:{other} are nested: --cleanup sets each destination "
-                    "aside whole and cannot do so for one inside another; run the drill without "
-                    "--cleanup, or give the trees separate destinations"
-                )
+    nested = nested_pair([*paths, RECORD_DIR])
+    if nested:
+        raise UnsafePlan(
+            f"drp:{nested[0]} contains drp:{nested[1]}: --cleanup sets each destination aside "
+            "whole and cannot do so for one inside another; run the drill without --cleanup, or "
+            "give the trees separate destinations"
+        )
     return DrillTargets(tuple(paths), tuple(databases))
+
+
+def nested_pair(paths: Sequence[str]) -> tuple[str, str] | None:
+    """The first (outer, inner) pair of normalized paths where one lies inside the other."""
+    for outer in paths:
+        for inner in paths:
+            if inner.startswith(outer.rstrip("/") + "/"):
+                return outer, inner
+    return None
 
 
 def _slug(text: str) -> str:

@@ -1,0 +1,215 @@
+"""`drp drill --cleanup` on the lab: a real drill, then the DRP server exactly as before.
+
+What the DRP server held (files with their sizes and times, databases with their tables, rows,
+checksums and drp markers) is read before and after; a canary file that no backup holds stands
+for the DRP server's own content, which the drill must never lose.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flow_helpers import LAB_CONFIG, drp_cli, ensure_backups, tickets
+
+from flows.prepare import choose_backups, prepare
+from providers import mysql, postgres
+from runbooks import connect
+from runbooks.cleanup import record_dir, record_path
+from runbooks.inventory import Site, load_site
+from runbooks.report import load_report
+from runbooks.services import reports_dir
+from runbooks.steps import Outcome
+
+pytestmark = [pytest.mark.lab, pytest.mark.prefect]
+
+CANARY = "srv/app/www/drp-canary.txt"  # the DRP server's own file, in no backup
+STAGING = ".drp/staging"
+
+
+@pytest.fixture(scope="module")
+def site(lab, prefect_server, tmp_path_factory) -> Iterator[Site]:
+    os.environ["DRP_REPORTS_DIR"] = str(tmp_path_factory.mktemp("reports"))
+    loaded = load_site(LAB_CONFIG)
+    ensure_backups(loaded)
+    yield loaded
+    os.environ.pop("DRP_REPORTS_DIR", None)
+
+
+def drp_run(site: Site, *argv: str) -> str:
+    with connect.HostPool(site) as pool:
+        return pool["drp"].run(list(argv)).stdout
+
+
+def drp_snapshot(site: Site) -> dict[str, Any]:
+    """Everything a drill writes on the DRP server, as a comparable value."""
+    listing = drp_run(
+        site, "sh", "-c", f"find srv {STAGING} -printf '%p %s %T@\\n' 2>/dev/null | sort; true"
+    )
+    databases = {}
+    for db in site.environments[0].databases:
+        endpoint = connect.db_endpoint(site, db, "drp")
+        password = connect.database_password(site, db)
+        engine = postgres if db.engine == "postgresql" else mysql
+        state = engine.read_state(endpoint, password)
+        content = (
+            (engine.table_counts(endpoint, password), engine.table_checksums(endpoint, password))
+            if state.exists
+            else None
+        )
+        databases[db.name] = (
+            state.exists,
+            state.tables,
+            state.other_objects,
+            state.marker,
+            content,
+        )
+    return {"files": listing, "databases": databases}
+
+
+def leftovers(site: Site, operation_id: str) -> list[str]:
+    """What a cleanup must not leave behind: set-aside paths, databases and dumps."""
+    found = drp_run(site, "sh", "-c", "find . -name '*.drp-before-*' 2>/dev/null; true").split()
+    dumps = f"{record_dir(operation_id)}/databases"
+    found += drp_run(site, "sh", "-c", f"find {dumps} -type f 2>/dev/null; true").split()
+    pg = next(d for d in site.environments[0].databases if d.engine == "postgresql")
+    kept = postgres.aside_name(pg.name, operation_id)
+    endpoint = connect.db_endpoint(site, pg, "drp").with_dbname(kept)
+    if postgres.database_exists(endpoint, connect.database_password(site, pg)):
+        found.append(f"database {kept}")
+    return found
+
+
+def drill(api_url: str, operation_id: str, *extra: str) -> Any:
+    return drp_cli(
+        api_url,
+        "drill",
+        "-c",
+        str(LAB_CONFIG),
+        "--operation-id",
+        operation_id,
+        "--order-by",
+        "Lab Operator",
+        "--reference",
+        "DRILL-CLEAN",
+        *extra,
+    )
+
+
+@pytest.fixture
+def operation_id(site: Site) -> Iterator[str]:
+    """A new drill (tickets and records are per operation); its record is removed at the end."""
+    op = f"drill-cleanup-{secrets.token_hex(3)}"
+    yield op
+    drp_run(site, "rm", "-rf", "--", record_dir(op), CANARY)
+
+
+@pytest.fixture
+def drp_holds_content(site: Site, prefect_server) -> None:
+    """The DRP server holds restored databases (with drp markers), its web root with a file no
+    backup has, and no staging dumps (a place the drill creates, and must remove again)."""
+    markers = [
+        (postgres if db.engine == "postgresql" else mysql).read_marker(
+            connect.db_endpoint(site, db, "drp"), connect.database_password(site, db)
+        )
+        for db in site.environments[0].databases
+    ]
+    if None in markers:
+        done = drill(prefect_server.api_url, f"drill-cleanup-base-{secrets.token_hex(3)}")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    drp_run(site, "sh", "-c", f"echo 'not in any backup' > {CANARY}")
+    drp_run(site, "rm", "-rf", "--", STAGING)
+
+
+def test_plan_shows_the_cleanup_steps_only_when_asked(site, prefect_server) -> None:
+    asked = drp_cli(
+        prefect_server.api_url, "plan", "drill", "-c", str(LAB_CONFIG), "--cleanup", "--json"
+    )
+    assert asked.returncode == 0, asked.stdout[-3000:] + asked.stderr[-3000:]
+    plan = json.loads(asked.stdout[asked.stdout.index("{") :])
+    keys = [s["key"] for s in plan["steps"]]
+    assert keys[keys.index("cleanup-set-aside") + 1].startswith("copy-")  # before any copy
+    assert keys[-1] == "cleanup-check"
+    assert {
+        "cleanup-path-srv-app-www",
+        "cleanup-db-app-app_users",
+        "cleanup-db-app-app_shop",
+    } <= set(keys)
+    assert keys.index("ticket-drill-finished") < keys.index("cleanup-path-srv-app-www")
+    plain = drp_cli(prefect_server.api_url, "plan", "drill", "-c", str(LAB_CONFIG), "--json")
+    assert not [
+        s
+        for s in json.loads(plain.stdout[plain.stdout.index("{") :])["steps"]
+        if s["key"].startswith("cleanup-")
+    ]
+    refused = drp_cli(
+        prefect_server.api_url, "plan", "activate", "-c", str(LAB_CONFIG), "--cleanup"
+    )
+    assert refused.returncode == 2 and "drills only" in refused.stderr
+
+
+def test_drill_with_cleanup_leaves_the_drp_server_as_it_found_it(
+    site, prefect_server, operation_id, drp_holds_content
+) -> None:
+    before = drp_snapshot(site)
+    assert CANARY in before["files"]
+
+    done = drill(prefect_server.api_url, operation_id, "--cleanup")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+    # The drill itself ran in full: restored into an empty place and checked on DRP.
+    report = load_report(reports_dir(site), operation_id)
+    assert report.outcome == "succeeded", report.message
+    assert "back to its state before the drill" in report.message
+    steps = {r.step: r for r in report.timeline}
+    assert report.service_verified_at is not None and report.rto_seconds > 0
+    assert steps["verify-app-drp-ip"].outcome is Outcome.SKIPPED  # the read-only check passed
+    selection = choose_backups(site, report.chosen_at, None)
+    www = next(t for c in selection.environments.values() for t in c.trees if t.tree.name == "www")
+    assert steps["copy-app-files-www"].outcome is Outcome.APPLIED
+    assert steps["copy-app-files-www"].files == www.tree.files  # everything: nothing was there
+    for name in ("app_users", "app_shop"):
+        assert "does not exist" in steps[f"restore-app-{name}"].reason  # set aside first
+        assert steps[f"cleanup-db-app-{name}"].outcome is Outcome.APPLIED
+    assert steps["cleanup-set-aside"].outcome is Outcome.APPLIED
+    assert steps["cleanup-check"].outcome is Outcome.APPLIED
+    assert len(tickets(site, "drill-finished", operation_id)) == 1
+
+    # Afterwards: the DRP server as before, canary included, and nothing left aside.
+    after = drp_snapshot(site)
+    assert after["databases"] == before["databases"]
+    assert after["files"] == before["files"]
+    assert leftovers(site, operation_id) == []
+    record = json.loads(drp_run(site, "cat", record_path(operation_id)))
+    assert record["status"] == "restored"
+
+    # Run again: nothing happens, and every step says why (Prefect's cache answers first).
+    again = drill(prefect_server.api_url, operation_id, "--cleanup")
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    rerun = load_report(reports_dir(site), operation_id)
+    assert rerun.outcome == "succeeded"
+    assert {r.outcome for r in rerun.timeline if not r.step.startswith("preflight-")} == {
+        Outcome.SKIPPED
+    }
+    assert drp_snapshot(site) == before
+
+    # Without that cache (another machine), each step finds for itself it has nothing to do.
+    prepared = prepare(site, "drill", operation_id, None, chosen_at=report.chosen_at, cleanup=True)
+    try:
+        assert prepared.plan.hash == report.plan_hash  # the same plan: the order still holds
+        records = {step.key: step.run() for step in prepared.steps}
+    finally:
+        prepared.close()
+    assert {r.outcome for r in records.values()} == {Outcome.SKIPPED}
+    assert "already ended and put the DRP server back" in records["cleanup-set-aside"].reason
+    assert records["copy-app-files-www"].reason.startswith("not run again: drill")
+    assert "as before the drill" in records["cleanup-path-srv-app-www"].reason
+    staging = next(k for k in records if k.startswith("cleanup-path-drp-staging"))
+    assert "absent, as before the drill" in records[staging].reason
+    assert "as before the drill" in records["cleanup-db-app-app_shop"].reason
+    assert "already ended" in records["cleanup-check"].reason
+    assert drp_snapshot(site) == before
