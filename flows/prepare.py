@@ -67,8 +67,8 @@ class Prepared:
 
 def choose_backups(site: Site, now: datetime, environments: list[str] | None) -> Selection:
     """The newest verified backups made before `now`, across both backup servers."""
-    catalogue = open_catalogue(site, now)
-    return catalogue.choose(wanted_environments(site, environments), not_after=now)
+    with open_catalogue(site, now) as catalogue:
+        return catalogue.choose(wanted_environments(site, environments), not_after=now)
 
 
 def prepare(

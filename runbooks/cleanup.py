@@ -117,12 +117,14 @@ class PriorState(BaseModel):
 
     operation_id: str = Field(description="The drill this record belongs to.")
     site: str = Field(description="The inventory's name.")
-    status: Literal["setting-aside", "set-aside", "restored"] = Field(
+    status: Literal["setting-aside", "set-aside", "putting-back", "restored"] = Field(
         description="setting-aside: recorded, being moved away; set-aside: the drill may "
-        "write; restored: everything was put back and checked."
+        "write; putting-back: the drill's steps must not run again; restored: everything was "
+        "put back and checked."
     )
     recorded_at: datetime = Field(description="When the prior state was read (UTC).")
     set_aside_at: datetime | None = Field(default=None, description="When all was moved away.")
+    putting_back_at: datetime | None = Field(default=None, description="When putting back started.")
     restored_at: datetime | None = Field(default=None, description="When all was put back.")
     paths: list[PathRecord] = Field(default_factory=list, description="Trees and staging dirs.")
     databases: list[DatabaseRecord] = Field(default_factory=list, description="Databases.")
@@ -151,6 +153,7 @@ class PriorStateStore:
         self.op = op
         self.path = record_path(op.operation_id)
         self._returned: str | None = None
+        self._frozen: str | None = None
 
     def load(self) -> PriorState | None:
         text = aside.read_file(self.op.pool["drp"], self.path)
@@ -187,6 +190,34 @@ class PriorStateStore:
                     f"it was before, at {_at(state.restored_at)} (drp:{self.path})"
                 )
         return self._returned
+
+    def frozen(self) -> str | None:
+        """Why the drill's own steps may not run any more: putting back has started (they
+        would write over what is put back), or is over. None while they may run."""
+        if self._frozen is None:
+            state = self.load()
+            if state is not None and state.status == "putting-back":
+                self._frozen = (
+                    f"drill {state.operation_id} is putting the DRP server back as it was "
+                    f"before, since {_at(state.putting_back_at)} (drp:{self.path})"
+                )
+            elif state is not None and state.status == "restored":
+                self._frozen = self.returned()
+        return self._frozen
+
+    def begin_put_back(self) -> PriorState:
+        """The record, marked "putting-back" before the first thing is put back."""
+        state = self.require()
+        if state.status == "setting-aside":
+            raise StepFailed(
+                f"drill {state.operation_id} never finished setting aside what the DRP server "
+                f"held (drp:{self.path}): run the drill again with the same operation id"
+            )
+        if state.status == "set-aside":
+            state.status = "putting-back"
+            state.putting_back_at = datetime.now(UTC)
+            self.save(state)
+        return state
 
 
 # -- what a drill writes ---------------------------------------------------------------------
@@ -348,7 +379,7 @@ class SetAsideDrpState(Step):
             return Check(False, "the DRP server's state before the drill is not recorded yet")
         if state.status == "restored":
             return Check(True, self.store.returned() or "already put back")
-        if state.status == "set-aside":
+        if state.status in ("set-aside", "putting-back"):
             held = sum(p.existed for p in state.paths) + sum(d.existed for d in state.databases)
             return Check(
                 True,
@@ -576,7 +607,7 @@ class RestoreDrpTree(Step):
         )
 
     def apply(self, progress: ProgressCallback | None = None) -> Applied:
-        record = self.store.require().path(self.path)
+        record = self.store.begin_put_back().path(self.path)
         drp = self.op.pool["drp"]
         if not record.existed:
             target = record.created or record.path
@@ -652,7 +683,7 @@ class RestoreDrpDatabase(Step):
         )
 
     def apply(self, progress: ProgressCallback | None = None) -> Applied:
-        record = self._record()
+        record = self.store.begin_put_back().database(self.db.environment, self.db.name)
         if not record.existed:
             state = self.db.state()
             if state.exists:
@@ -782,9 +813,10 @@ class RestoreDrpState(Step):
 
 
 class UnlessReturned(Step):
-    """A drill step that must not run again once the drill put the DRP server back: run
-    again, it would write over what was put back. Otherwise the step itself, unchanged (same
-    key, title, phase and plan)."""
+    """A drill step that must not run again once the drill started putting the DRP server back
+    (a resumed or repeated run): it would write over what was put back, or check a service that
+    is no longer the drill's. Otherwise the step itself, unchanged (same key, title, phase and
+    plan)."""
 
     def __init__(self, inner: Step, store: PriorStateStore) -> None:
         super().__init__(inner.key, inner.title)
@@ -795,7 +827,7 @@ class UnlessReturned(Step):
         return self.inner.describe()
 
     def check(self) -> Check:
-        reason = self.store.returned()
+        reason = self.store.frozen()
         if reason:
             return Check(True, f"not run again: {reason}")
         return self.inner.check()

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from flow_helpers import LAB_CONFIG, drp_cli, ensure_backups, tickets
 from flows.prepare import choose_backups, prepare
 from providers import mysql, postgres
 from runbooks import connect
-from runbooks.cleanup import record_dir, record_path
+from runbooks.cleanup import RECORD_DIR, record_dir, record_path
 from runbooks.inventory import Site, load_site
 from runbooks.report import load_report
 from runbooks.services import reports_dir
@@ -106,6 +107,7 @@ def operation_id(site: Site) -> Iterator[str]:
     op = f"drill-cleanup-{secrets.token_hex(3)}"
     yield op
     drp_run(site, "rm", "-rf", "--", record_dir(op), CANARY)
+    drp_run(site, "rmdir", "--ignore-fail-on-non-empty", "--", RECORD_DIR)
 
 
 @pytest.fixture
@@ -173,7 +175,9 @@ def test_drill_with_cleanup_leaves_the_drp_server_as_it_found_it(
     assert steps["copy-app-files-www"].outcome is Outcome.APPLIED
     assert steps["copy-app-files-www"].files == www.tree.files  # everything: nothing was there
     for name in ("app_users", "app_shop"):
-        assert "does not exist" in steps[f"restore-app-{name}"].reason  # set aside first
+        restored = steps[f"restore-app-{name}"]
+        assert restored.outcome is Outcome.APPLIED
+        assert "kept" not in restored.reason and not restored.details  # nothing to keep: set aside
         assert steps[f"cleanup-db-app-{name}"].outcome is Outcome.APPLIED
     assert steps["cleanup-set-aside"].outcome is Outcome.APPLIED
     assert steps["cleanup-check"].outcome is Outcome.APPLIED
@@ -213,3 +217,35 @@ def test_drill_with_cleanup_leaves_the_drp_server_as_it_found_it(
     assert "as before the drill" in records["cleanup-db-app-app_shop"].reason
     assert "already ended" in records["cleanup-check"].reason
     assert drp_snapshot(site) == before
+
+
+def test_a_cleanup_cut_short_is_finished_by_the_next_run(
+    site, operation_id, drp_holds_content
+) -> None:
+    """The machine running the drill is lost while the DRP server is being put back; the next
+    run (elsewhere: no Prefect cache, only the record on the DRP server) finishes the job and
+    never runs the drill's own steps again."""
+    before = drp_snapshot(site)
+    first = prepare(site, "drill", operation_id, None, chosen_at=datetime.now(UTC), cleanup=True)
+    try:
+        for step in first.steps:
+            step.run()
+            if step.key.startswith("cleanup-path-"):
+                break  # lost here: one path put back, the rest still the drill's
+    finally:
+        first.close()
+    assert drp_snapshot(site) != before
+    assert json.loads(drp_run(site, "cat", record_path(operation_id)))["status"] == "putting-back"
+
+    second = prepare(site, "drill", operation_id, None, chosen_at=datetime.now(UTC), cleanup=True)
+    try:
+        records = {step.key: step.run() for step in second.steps}
+    finally:
+        second.close()
+    for key in ("copy-app-files-www", "restore-app-app_shop", "verify-app-drp-ip"):
+        assert records[key].outcome is Outcome.SKIPPED
+        assert "not run again" in records[key].reason and "putting the DRP" in records[key].reason
+    assert records["cleanup-db-app-app_users"].outcome is Outcome.APPLIED
+    assert records["cleanup-check"].outcome is Outcome.APPLIED
+    assert drp_snapshot(site) == before
+    assert leftovers(site, operation_id) == []
