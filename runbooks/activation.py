@@ -32,7 +32,7 @@ from providers.tickets import Ticket, TicketBackend
 from runbooks import connect
 from runbooks.backups import ChosenDump, ChosenTree, Selection
 from runbooks.errors import StepFailed
-from runbooks.inventory import Database, DnsRecord, Environment, Site, Tree, UrlCheck
+from runbooks.inventory import Database, DnsRecord, Environment, Role, Site, Tree, UrlCheck
 from runbooks.render import human_bytes
 from runbooks.services import dns_provider, dns_resolver, ticket_backends
 from runbooks.steps import Applied, Change, Check, ProgressCallback, ReadOnlyStep, Step
@@ -83,7 +83,7 @@ class Operation:
 class HostReachable(ReadOnlyStep):
     phase = 10
 
-    def __init__(self, op: Operation, role: str) -> None:
+    def __init__(self, op: Operation, role: Role) -> None:
         super().__init__(
             f"preflight-ssh-{connect.host_name(role)}", f"Reach {connect.host_name(role)} over SSH"
         )

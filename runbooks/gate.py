@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from prefect.input import RunInput
-from pydantic import Field, create_model
+from pydantic import ConfigDict, Field
 
 DEFAULT_TIMEOUT_SECONDS = 24 * 3600
+Decision = Literal["activate", "refuse"]
 
 
 class Order(RunInput):
@@ -32,7 +33,7 @@ class Order(RunInput):
         description="Reference of the order: ticket number, e-mail subject or call log entry.",
         title="Order reference",
     )
-    decision: Literal["activate", "refuse"] = Field(
+    decision: Decision = Field(
         default="refuse",
         description="activate: go ahead with the plan shown above. refuse: stop, change nothing.",
         title="Decision",
@@ -113,25 +114,21 @@ def order_form(brief_markdown: str, plan_hash: str) -> type[Order]:
     (`RunInput.with_initial_data` would drop the fields' descriptions that the UI shows.)
     """
     fields = Order.model_fields
-    form = create_model(
-        "Order",
-        __base__=Order,
-        decision=(
-            fields["decision"].annotation,
-            Field(
-                default="activate",
-                description=fields["decision"].description,
-                title=fields["decision"].title,
-            ),
-        ),
-        plan_hash=(
-            str,
-            Field(
-                default=plan_hash,
-                description=fields["plan_hash"].description,
-                title=fields["plan_hash"].title,
-            ),
-        ),
-    )
-    form._description = brief_markdown
-    return form
+    approved = plan_hash
+
+    class OrderForm(Order):
+        model_config = ConfigDict(**{**Order.model_config, "title": "Order"})
+
+        decision: Decision = Field(
+            default="activate",
+            description=fields["decision"].description,
+            title=fields["decision"].title,
+        )
+        plan_hash: str = Field(
+            default=approved,
+            description=fields["plan_hash"].description,
+            title=fields["plan_hash"].title,
+        )
+
+    OrderForm._description = brief_markdown
+    return OrderForm
