@@ -9,6 +9,7 @@ import pickle
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -199,12 +200,10 @@ def test_a_malformed_env_file_line_is_reported_by_number_not_content(tmp_path: P
 # -- Prefect Secret blocks (a real Prefect API) -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
+@pytest.fixture
+def prefect_api(prefect_server: Any) -> Iterator[None]:
+    """The session's real Prefect server (tests/conftest.py)."""
+    yield
 
 
 @pytest.mark.prefect
