@@ -23,6 +23,7 @@ from flow_helpers import (
     NAMES,
     PRODUCTION,
     FlowInThread,
+    drp_cli,
     drp_state,
     ensure_backups,
     knot_answers,
@@ -66,7 +67,9 @@ def dns_back_to_production(site: Site) -> Iterator[None]:
 
 
 # -- the gate ----------------------------------------------------------------------------------
-def test_refused_order_changes_nothing_and_incomplete_answers_keep_the_gate_open(site) -> None:
+def test_refused_order_changes_nothing_and_incomplete_answers_keep_the_gate_open(
+    site, prefect_server
+) -> None:
     from flows.activate import drp_activate
 
     before = (drp_state(site), knot_answers())
@@ -91,7 +94,15 @@ def test_refused_order_changes_nothing_and_incomplete_answers_keep_the_gate_open
     run_id = run.wait_paused(after=1)
     _, brief = read_form(run_id)
     assert "The previous answer was not taken" in brief and "not acknowledged" in brief
-    resume(run_id, {"ordered_by": "Jane Doe", "reference": "T-2", "decision": "refuse"})
+    # From a terminal, `drp approve` goes through the same API; it checks the answer first.
+    unacknowledged = drp_cli(prefect_server.api_url, "approve", str(run_id), "--by", "Jane Doe",
+                             "--reference", "T-2")  # fmt: skip
+    assert unacknowledged.returncode == 1
+    assert "data loss is not acknowledged" in unacknowledged.stderr
+    refused = drp_cli(prefect_server.api_url, "approve", str(run_id), "--by", "Jane Doe",
+                      "--reference", "T-2", "--refuse")  # fmt: skip
+    assert refused.returncode == 0, refused.stdout + refused.stderr
+    assert "will be lost" in refused.stdout  # the brief is shown to whoever answers
     result = run.join()
     assert result["outcome"] == "refused"
     assert result["order"]["ordered_by"] == "Jane Doe"
