@@ -10,7 +10,7 @@ one repeat to the next:
 
 - file copy production:srv/app/www -> drp. RAW: the very rsync command drp runs (same options,
   same inner ssh, pulling from production) started on drp by a plain `ssh` from this machine.
-  DRP: `providers.rsync.copy_tree` with a progress callback, as the CLI runs it. A reference
+  DRP: `providers.rsync.copy_tree` feeding a rich progress bar, as the CLI runs it. A reference
   row also times a plain `rsync -aH` with the same transfer options but without the flags drp
   adds for its progress report (`--no-inc-recursive --info=progress2,stats2`).
 - database restores, from one dump per engine made on production with drp's own dump functions
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import io
 import json
 import os
 import resource
@@ -50,6 +51,7 @@ import psycopg
 import pymysql
 from psycopg import sql
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from lab import api, topology
@@ -69,7 +71,7 @@ from providers.rsync import (
 )
 from providers.ssh import SshHost, SshTarget
 from runbooks import connect
-from runbooks.inventory import Database, Site, load_site
+from runbooks.inventory import Database, Role, Site, load_site
 from runbooks.manifest import dump_extension
 from runbooks.secrets import Secret
 
@@ -282,6 +284,29 @@ def lab_to_ourselves(say: Callable[[str], None]) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextmanager
+def progress_bar(events: list[CopyProgress]) -> Iterator[Callable[[CopyProgress], None]]:
+    """A rich progress bar fed by every update, as `drp activate` shows a copy; drawn into a
+    buffer (same work, 10 frames a second) so that it does not clutter the benchmark's output.
+    """
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    task = bar.add_task("copy", total=100)
+
+    def on_progress(update: CopyProgress) -> None:
+        events.append(update)
+        bar.update(task, completed=update.percent)
+
+    with bar:
+        yield on_progress
+
+
 # -- the benchmark ----------------------------------------------------------------------------
 
 
@@ -300,8 +325,8 @@ class Bench:
     # ---- helpers
 
     @contextmanager
-    def host(self, role: str) -> Iterator[SshHost]:
-        with connect.ssh_host(self.site, role) as host:  # type: ignore[arg-type]
+    def host(self, role: Role) -> Iterator[SshHost]:
+        with connect.ssh_host(self.site, role) as host:
             yield host
 
     def raw_ssh(self, remote: str, stdin: str = "") -> Sample:
@@ -353,7 +378,7 @@ class Bench:
         data = f"{seed.file_count:,} files, {human_bytes(seed.file_bytes)}"
         drp_call = (
             "providers.rsync.copy_tree(drp, production:srv/app/www, "
-            f"{self.scratch}/drp-N, CopyOptions(), on_progress)"
+            f"{self.scratch}/drp-N, CopyOptions(), <rich progress bar>)"
         )
         with self.host("drp") as drp:
             drp.run(["mkdir", "-p", "--", self.scratch])
@@ -378,8 +403,8 @@ class Bench:
                 events: list[CopyProgress] = []
 
                 def call() -> None:
-                    with self.host("drp") as receiver:
-                        copy_tree(receiver, source, dest, options, events.append)
+                    with self.host("drp") as receiver, progress_bar(events) as on_progress:
+                        copy_tree(receiver, source, dest, options, on_progress)
 
                 sample = timed(call, resource.RUSAGE_SELF)
                 if not events:
