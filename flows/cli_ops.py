@@ -220,12 +220,13 @@ class TerminalProgress:
         self.tasks: dict[str, TaskID] = {}
 
     def __call__(self, step: str, percent: float) -> None:
+        if not self.tasks:  # shown from the first progress on: the gate's prompt comes before
+            self.bar.start()
         if step not in self.tasks:
             self.tasks[step] = self.bar.add_task(step, total=100)
         self.bar.update(self.tasks[step], completed=percent)
 
     def __enter__(self) -> TerminalProgress:
-        self.bar.start()
         progress.add_listener(self)
         return self
 
