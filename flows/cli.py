@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
 import typer
 
 from flows.cli_backup import backup_app
@@ -34,11 +37,22 @@ app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(lab_app, name="lab")
 app.add_typer(backup_app, name="backup")
-app.command("plan")(plan_command)
-app.command("drill")(drill_command)
-app.command("activate")(activate_command)
-app.command("approve")(approve_command)
-app.command("report")(report_command)
+
+
+def _help(command: Callable[..., None]) -> str:
+    """The command's docstring with each paragraph on one line (rich keeps single newlines)."""
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+
+
+for name, command in (
+    ("plan", plan_command),
+    ("drill", drill_command),
+    ("activate", activate_command),
+    ("approve", approve_command),
+    ("report", report_command),
+):
+    app.command(name, help=_help(command))(command)
 
 
 def main() -> None:
