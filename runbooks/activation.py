@@ -171,7 +171,8 @@ class BackupsChosen(ReadOnlyStep):
     def check(self) -> Check:
         selection = self.op.selection
         if not selection.complete:
-            return Check(False, "; ".join(selection.missing + selection.warnings))
+            why = "; ".join(selection.missing + selection.warnings)
+            return Check(False, f"{why}. See `drp backup list`; take one with `drp backup run`")
         chosen = ", ".join(s.label for s in _sets(selection))
         skipped = f" (skipped: {'; '.join(selection.warnings)})" if selection.warnings else ""
         return Check(True, f"verified {chosen}{skipped}")
