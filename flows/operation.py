@@ -320,8 +320,3 @@ def _publish(report: Report) -> None:
         )
     except Exception as err:  # the JSON report is the record; the artifact is a convenience
         get_run_logger().warning("could not publish the report artifact: %s", err)
-
-
-def raise_if_failed(report: dict[str, Any]) -> None:
-    if report.get("outcome") == "failed":
-        raise StepFailed(report.get("message", "the operation failed"))

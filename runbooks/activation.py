@@ -467,18 +467,13 @@ class WaitPropagation(Step):
     phase = 65
 
     def __init__(
-        self, op: Operation, zone: str, records: list[DnsRecord], target: str, timeout: float = 120
+        self, op: Operation, zone: str, switches: list[SwitchRecord], timeout: float = 120
     ) -> None:
+        targets = ", ".join(sorted({s.target for s in switches}))
         super().__init__(
-            f"dns-propagation-{zone}", f"Wait until every name server of {zone} answers {target}"
+            f"dns-propagation-{zone}", f"Wait until every name server of {zone} answers {targets}"
         )
-        self.op, self.zone, self.records, self.target, self.timeout = (
-            op,
-            zone,
-            records,
-            target,
-            timeout,
-        )
+        self.op, self.zone, self.switches, self.timeout = op, zone, switches, timeout
 
     def describe(self) -> list[Change]:
         what = "refresh the zone, then ask" if self.op.site.dns.provider == "ovh" else "ask"
@@ -489,14 +484,14 @@ class WaitPropagation(Step):
         return [
             wait_for_propagation(
                 self.zone,
-                r.name if r.name != "@" else "",
-                r.type,
-                [self.target],
+                s.name,
+                s.record.type,
+                [s.target],
                 resolver=address,
                 port=port,
                 timeout=timeout,
             )
-            for r in self.records
+            for s in self.switches
         ]
 
     def check(self) -> Check:
@@ -511,7 +506,7 @@ class WaitPropagation(Step):
         pending = [r.summary() for r in reports if not r.complete]
         if pending:
             raise StepFailed(
-                f"after {self.timeout:.0f} s, not every name server answers {self.target}: "
+                f"after {self.timeout:.0f} s, not every name server answers the DRP server: "
                 + "; ".join(pending)
                 + ". Run again to keep waiting; check the provider's zone if it persists"
             )
@@ -567,26 +562,38 @@ def restore_steps(op: Operation) -> list[Step]:
     return steps
 
 
+def _ticket(op: Operation, event: str, title: str, what: str) -> SendTicket:
+    envs = ", ".join(e.name for e in _environments(op))
+    body = (
+        f"{op.site.name}: {envs} restored on the DRP server ({op.drp_ip}) and checked there. "
+        f"{what} Operation {op.operation_id}."
+    )
+    return SendTicket(op, event, f"{title} for {envs}", body)
+
+
+def drp_target(op: Operation, record: DnsRecord) -> str:
+    """The DRP server's address for a record: its IPv4 for A, its IPv6 for AAAA."""
+    drp = op.site.hosts.drp
+    if record.type == "AAAA":
+        if drp.public_ipv6 is None:  # the inventory check refuses this; never switch to nothing
+            raise StepFailed(f"{record.fqdn} is AAAA but the DRP host has no public_ipv6")
+        return str(drp.public_ipv6)
+    return str(drp.public_ipv4)
+
+
 def activation_steps(op: Operation) -> list[Step]:
     steps = restore_steps(op)
-    envs = ", ".join(e.name for e in _environments(op))
     steps.append(
-        SendTicket(
-            op,
-            "drp-finalized",
-            f"DRP finalized for {envs}",
-            f"The disaster-recovery plan of {op.site.name} is finalized: {envs} restored on the "
-            f"DRP server ({op.drp_ip}) and checked there. DNS now switches to the DRP server. "
-            f"Operation {op.operation_id}.",
-        )
+        _ticket(op, "drp-finalized", "DRP finalized", "The DRP is finalized; DNS now switches.")
     )
-    by_zone: dict[str, list[DnsRecord]] = {}
+    by_zone: dict[str, list[SwitchRecord]] = {}
     for env in _environments(op):
         for record in env.dns_records:
-            steps.append(SwitchRecord(op, record, op.drp_ip))
-            by_zone.setdefault(record.zone, []).append(record)
-    for zone, records in sorted(by_zone.items()):
-        steps.append(WaitPropagation(op, zone, records, op.drp_ip))
+            switch = SwitchRecord(op, record, drp_target(op, record))
+            steps.append(switch)
+            by_zone.setdefault(record.zone, []).append(switch)
+    for zone, switches in sorted(by_zone.items()):
+        steps.append(WaitPropagation(op, zone, switches))
     for env in _environments(op):
         if env.url_checks:
             steps.append(CheckService(op, env, via_dns=True))
@@ -595,16 +602,8 @@ def activation_steps(op: Operation) -> list[Step]:
 
 def drill_steps(op: Operation) -> list[Step]:
     steps = restore_steps(op)
-    envs = ", ".join(e.name for e in _environments(op))
     steps.append(
-        SendTicket(
-            op,
-            "drill-finished",
-            f"DRP drill finished for {envs}",
-            f"A disaster-recovery drill of {op.site.name} restored {envs} on the DRP server "
-            f"({op.drp_ip}) and checked it there. DNS was not changed. "
-            f"Operation {op.operation_id}.",
-        )
+        _ticket(op, "drill-finished", "DRP drill finished", "A drill: DNS was not changed.")
     )
     return steps
 
