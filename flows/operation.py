@@ -84,8 +84,8 @@ def load_or_start_report(site: Site, operation_id: str, kind: str) -> Report:
 
 def brief_markdown(plan: Plan, operation: Operation, kind: str) -> str:
     selection = operation.selection
-    oldest = [c.oldest_capture for c in selection.environments.values() if c.oldest_capture]
-    loss = data_loss_sentence(min(oldest)) if oldest else "no backup chosen"
+    oldest = selection.oldest_capture
+    loss = data_loss_sentence(oldest) if oldest else "no backup chosen"
     what = (
         "restore the environments on the DRP server and switch DNS to it"
         if kind == "activate"
@@ -292,9 +292,8 @@ def _failed(step: Step, err: Exception) -> StepRecord:
 
 
 def _data_loss_at(operation: Operation, moment: datetime) -> float | None:
-    oldest = [c.oldest_capture for c in operation.selection.environments.values()]
-    known = [o for o in oldest if o is not None]
-    return (moment - min(known)).total_seconds() if known else None
+    oldest = operation.selection.oldest_capture
+    return (moment - oldest).total_seconds() if oldest else None
 
 
 def _backups(operation: Operation) -> list[dict[str, Any]]:

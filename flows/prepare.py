@@ -47,9 +47,8 @@ class Prepared:
 
     @property
     def data_loss_words(self) -> str:
-        oldest = [c.oldest_capture for c in self.operation.selection.environments.values()]
-        known = [o for o in oldest if o is not None]
-        return data_loss_sentence(min(known)) if known else "no usable backup: nothing to restore"
+        oldest = self.operation.selection.oldest_capture
+        return data_loss_sentence(oldest) if oldest else "no usable backup: nothing to restore"
 
     def preflight_table(self) -> Table:
         table = Table(title="Preflight (read-only)")

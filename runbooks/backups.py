@@ -413,6 +413,12 @@ class Selection:
         return [m for choice in self.environments.values() for m in choice.missing]
 
     @property
+    def oldest_capture(self) -> datetime | None:
+        """The oldest data any environment would be restored from: where the loss starts."""
+        known = [c.oldest_capture for c in self.environments.values() if c.oldest_capture]
+        return min(known) if known else None
+
+    @property
     def data_loss_seconds(self) -> float | None:
         """The worst window over all environments."""
         values = [c.data_loss_seconds for c in self.environments.values()]
