@@ -16,7 +16,8 @@ lab_app = typer.Typer(
         "The local DR lab: real sshd, PostgreSQL, MariaDB, Knot DNS, web servers and an OVH API "
         "emulator, each lab host on its own loopback address (production 127.0.10.1, "
         "backup-even .2, backup-odd .3, drp .4). Drills and integration tests run against it. "
-        "State lives in .lab/ (or $DRP_LAB_DIR). `up`, `down` and `reset` need root."
+        "State lives in /var/lib/drp-lab (or $DRP_LAB_DIR), outside any checkout. `up`, `down` and "
+        "`reset` need root."
     ),
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -103,9 +104,9 @@ def _fail(err: LabError) -> typer.Exit:
 UP_HELP = (
     "Start the lab; create and seed whatever is missing. [bold]Changes the machine.[/bold]\n\n"
     "Idempotent: what already runs is left alone and only missing daemons start. On first use "
-    "it generates the lab's secrets (.lab/lab.env) and SSH keys, creates one unix user per lab "
-    "host, initializes the databases and seeds production with a sample application. Asking "
-    "for other sizes than the current seeding re-seeds production.\n\n"
+    "it generates the lab's secrets (lab.env in the lab's state directory) and SSH keys, "
+    "creates one unix user per lab host, initializes the databases and seeds production with "
+    "a sample application. Asking for other sizes than the current seeding re-seeds production.\n\n"
     "Benchmark sizes: [cyan]sudo drp lab up --files-mb 1024 --rows 1000000[/cyan]"
 )
 DOWN_HELP = (

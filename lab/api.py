@@ -6,8 +6,9 @@ is seeded once; `up` re-seeds it only when other sizes are asked for. The drp ho
 its two application databases created and empty (restores go into them) and no application
 files; the backup servers start with an empty backup area.
 
-State lives under `topology.lab_dir()` (`.lab/`): secrets and keys survive `reset`, which wipes
-data directories, host roots and backup areas and seeds production again.
+State lives under `topology.lab_dir()` (`/var/lib/drp-lab`, or `$DRP_LAB_DIR`): secrets and keys
+survive `reset`, which wipes data directories, host roots and backup areas and seeds production
+again.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -131,6 +133,64 @@ def require_root(action: str) -> None:
         )
 
 
+# What the lab runs, by the Debian package that brings it (scripts/setup.sh installs them all).
+REQUIRED_PROGRAMS: tuple[tuple[str, str], ...] = (
+    (sshd.SSHD, "openssh-server"),
+    ("/usr/bin/ssh-keygen", "openssh-client"),
+    ("/usr/bin/rsync", "rsync"),
+    (str(postgres.PG_BIN / "initdb"), "postgresql"),
+    ("/usr/bin/psql", "postgresql-client"),
+    (mariadb.INSTALL_DB, "mariadb-server"),
+    (mariadb.MARIADBD, "mariadb-server"),
+    ("/usr/bin/mariadb", "mariadb-client"),
+    ("/usr/sbin/knotd", "knot"),
+    ("/usr/bin/kdig", "knot-dnsutils"),
+    ("/usr/bin/setpriv", "util-linux"),
+)
+
+
+def missing_packages(
+    programs: tuple[tuple[str, str], ...] = REQUIRED_PROGRAMS,
+) -> dict[str, list[str]]:
+    """Debian package -> the programs of it that are missing here (empty: all there)."""
+    missing: dict[str, list[str]] = {}
+    for program, package in programs:
+        if not os.access(program, os.X_OK):
+            missing.setdefault(package, []).append(program)
+    return missing
+
+
+def require_packages() -> None:
+    """Refuse, before anything changes, when a program the lab runs is not installed."""
+    missing = missing_packages()
+    if missing:
+        listed = ", ".join(f"{p} ({', '.join(progs)})" for p, progs in sorted(missing.items()))
+        raise LabError(
+            f"the lab needs Debian packages that are not installed: {listed}. Install them "
+            "with `bash scripts/setup.sh` (as root, from the repository); nothing was changed"
+        )
+
+
+def _checkout_note(paths: topology.LabPaths, running: bool) -> str | None:
+    """Say so when the lab belongs to another checkout of drp on this machine; record ours."""
+    here = str(topology.REPO_ROOT)
+    try:
+        owner = paths.checkout.read_text().strip()
+    except FileNotFoundError:
+        owner = ""
+    if owner and owner != here and Path(owner).exists() and running:
+        return (
+            f"this lab ({paths.root}) is running, brought up from the checkout {owner}; this "
+            f"checkout ({here}) shares it as it is: one lab runs per machine, on fixed "
+            "addresses. For a lab of its own, run `drp lab down` there first, or set "
+            "DRP_LAB_DIR in a network namespace of its own (see lab/README.md)"
+        )
+    paths.checkout.write_text(here + "\n")
+    if owner and owner != here:
+        return f"this lab ({paths.root}) was last brought up from {owner}; now from {here}"
+    return None
+
+
 @contextlib.contextmanager
 def _locked(paths: topology.LabPaths) -> Iterator[None]:
     """One lab operation at a time (a test session and a terminal may both ask)."""
@@ -165,13 +225,15 @@ def _prepare(paths: topology.LabPaths) -> tuple[dict[str, str], list[str]]:
     if closed:
         raise LabError(
             f"the lab directory {paths.root} is inside {closed[0]}, which other users cannot "
-            "enter; the lab hosts' users need to reach their homes below it. Choose another "
-            "DRP_LAB_DIR (e.g. under /srv or /var/tmp)"
+            "enter; the lab hosts' users need to reach their homes below it. Unset "
+            f"DRP_LAB_DIR (the default is {topology.DEFAULT_LAB_DIR}) or choose one under /srv "
+            "or /var/tmp"
         )
     for directory in (paths.root, paths.root / "hosts", paths.root / "data", paths.logs):
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o755)  # the hosts' users must reach their homes below
     paths.run.mkdir(parents=True, exist_ok=True)
+    webapp.install_code(paths)
     secrets = ensure_secrets(paths)
     for h in topology.HOSTS:
         if accounts.ensure_user(h, paths.host_root(h.name)):
@@ -307,7 +369,11 @@ def status(paths: topology.LabPaths | None = None) -> LabStatus:
 def _up(
     paths: topology.LabPaths, files_mb: int | None, rows: int | None, started_at: float
 ) -> LabStatus:
+    running = not status(paths).none_running
     secrets, notes = _prepare(paths)
+    shared = _checkout_note(paths, running)
+    if shared:
+        notes.insert(0, shared)
     notes += _init_databases(paths, secrets)
     sup = Supervisor(paths)
     hosts = sup.start(host_daemons(paths, secrets))
@@ -326,6 +392,7 @@ def _up(
 def up(files_mb: int | None = None, rows: int | None = None) -> LabStatus:
     """Brings the whole lab up (idempotent); sizes apply when production is (re-)seeded."""
     require_root("up")
+    require_packages()
     started_at = time.monotonic()
     paths = topology.paths()
     with _locked(paths):
@@ -383,6 +450,7 @@ def reset(files_mb: int | None = None, rows: int | None = None) -> LabStatus:
     Keys, secrets and unix users are kept. Sizes default to those of the previous seeding.
     """
     require_root("reset")
+    require_packages()
     started_at = time.monotonic()
     paths = topology.paths()
     with _locked(paths):

@@ -1,8 +1,10 @@
 """The local DR lab's fixed layout: which host lives on which loopback address.
 
 Every lab component (daemons, seed data, the OVH emulator, `config/lab.yaml`, tests) agrees on
-these values. The lab's state lives under one directory, `.lab/` at the repository root unless
-`DRP_LAB_DIR` names another.
+these values. The lab's state lives under one directory, `/var/lib/drp-lab` unless `DRP_LAB_DIR`
+names another: never inside the checkout, which may sit in a home (such as /root) that the lab
+hosts' users cannot enter. One lab runs per machine (its addresses are fixed); every checkout on
+the machine finds it there.
 """
 
 from __future__ import annotations
@@ -75,8 +77,11 @@ def host(name: str) -> LabHost:
     raise KeyError(f"no lab host named {name!r}; known: {', '.join(h.name for h in HOSTS)}")
 
 
+DEFAULT_LAB_DIR = Path("/var/lib/drp-lab")
+
+
 def lab_dir() -> Path:
-    return Path(os.environ.get("DRP_LAB_DIR", REPO_ROOT / ".lab")).resolve()
+    return Path(os.environ.get("DRP_LAB_DIR") or DEFAULT_LAB_DIR).resolve()
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,14 @@ class LabPaths:
 
     def data(self, name: str) -> Path:  # daemon data directories, outside the host root
         return self.root / "data" / name
+
+    @property
+    def code(self) -> Path:  # the web app's code, copied where the hosts' users can read it
+        return self.root / "code"
+
+    @property
+    def checkout(self) -> Path:  # which checkout brought the lab up (text: its path)
+        return self.root / "checkout"
 
 
 def paths() -> LabPaths:

@@ -328,8 +328,30 @@ def web_daemon(paths: topology.LabPaths, host: topology.LabHost, secrets: dict[s
             "DRP_LAB_PG_PASSWORD": secrets["DRP_LAB_PG_PASSWORD"],
             "DRP_LAB_MYSQL_PASSWORD": secrets["DRP_LAB_MYSQL_PASSWORD"],
         },
-        cwd=topology.REPO_ROOT,  # `-m lab.webapp` finds the package from here
+        cwd=paths.code,  # `-m lab.webapp` finds the package copied there (install_code)
     )
+
+
+# What `python -m lab.webapp` imports: copied out of the checkout, which may sit in a directory
+# the hosts' users cannot enter (a clone in /root).
+CODE_FILES = ("__init__.py", "topology.py", "daemons.py", "webapp.py")
+
+
+def install_code(paths: topology.LabPaths) -> None:
+    """Copy the web app's modules to `<lab>/code/lab/`, readable by every lab host user."""
+    target = paths.code / "lab"
+    target.mkdir(parents=True, exist_ok=True)
+    for directory in (paths.code, target):
+        directory.chmod(0o755)
+    source = Path(__file__).resolve().parent
+    for name in CODE_FILES:
+        text = (source / name).read_bytes()
+        dest = target / name
+        if not dest.exists() or dest.read_bytes() != text:
+            tmp = dest.with_suffix(".tmp")
+            tmp.write_bytes(text)
+            tmp.chmod(0o644)
+            tmp.replace(dest)
 
 
 def main(argv: list[str] | None = None) -> None:

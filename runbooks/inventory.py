@@ -4,9 +4,10 @@
 `file:line: field: what is wrong, what is expected`; `check_site(path)` returns that list.
 
 Local paths in the file (SSH key, known_hosts, env_file, ticket file) are relative to the YAML
-file. Remote paths (trees to copy, backup area, maintenance flag) are absolute or relative to the
-SSH user's home on the host. Secrets are never written in the file, only referenced
-(`env:NAME`, `prefect-secret:NAME`, see `runbooks.secrets`).
+file, and may name environment variables as `${NAME}` or `${NAME:-default}` (the lab's inventory
+finds the lab's state that way). Remote paths (trees to copy, backup area, maintenance flag) are
+absolute or relative to the SSH user's home on the host. Secrets are never written in the file,
+only referenced (`env:NAME`, `prefect-secret:NAME`, see `runbooks.secrets`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -207,11 +208,43 @@ def _remote_path(value: Any) -> str:
     return str(path)
 
 
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$")
+
+
+def expand_environment(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """`${NAME}` and `${NAME:-default}` in a local path, taken from the process environment.
+
+    A variable that is unset (or empty) takes the default; with no default, it is an error that
+    names the variable. A `$` of any other shape is refused rather than kept, so that a path
+    never silently contains what the author meant to expand."""
+    values = os.environ if environ is None else environ
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name is None:
+            raise ValueError(
+                f"expected ${{NAME}} or ${{NAME:-default}} after '$' in {text!r}; write the "
+                "environment variable in braces"
+            )
+        value = values.get(name, "")
+        if value:
+            return value
+        if default is not None:
+            return default
+        raise ValueError(
+            f"the environment variable {name} is not set (in {text!r}); set it, or give a "
+            f"default: ${{{name}:-/some/path}}"
+        )
+
+    return _ENV_REFERENCE.sub(replace, text)
+
+
 def _local_path(value: Any, info: ValidationInfo) -> Path:
     if isinstance(value, Path):
         path = value
     else:
-        path = Path(_text(value, "a local path (relative to the inventory file)")).expanduser()
+        text = _text(value, "a local path (relative to the inventory file)")
+        path = Path(expand_environment(text)).expanduser()
     base = (info.context or {}).get("base_dir")
     if base is not None and not path.is_absolute():
         path = Path(os.path.normpath(Path(base) / path))

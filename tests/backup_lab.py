@@ -9,7 +9,7 @@ import yaml
 from lab import topology
 from runbooks import manifest as mf
 from runbooks.connect import ssh_host
-from runbooks.inventory import Site
+from runbooks.inventory import Site, expand_environment
 
 LAB_CONFIG = topology.REPO_ROOT / "config" / "lab.yaml"
 
@@ -20,6 +20,7 @@ def write_inventory(directory: Path, area: str, *, retention: int = 7, both: boo
     base = LAB_CONFIG.parent
 
     def absolute(value: str) -> str:
+        value = expand_environment(value)
         return value if Path(value).is_absolute() else str((base / value).resolve())
 
     for key in ("env_file", "known_hosts"):

@@ -115,7 +115,15 @@ def lab(_isolated_environment: Path) -> Iterator[LabHandle]:
 
 
 PREFECT_SERVER_ADDRESS = "127.0.16.1"
-PREFECT_SERVER_PORT = 4200
+
+
+def _free_port(address: str) -> int:
+    """A port free on `address` now: two test sessions on one machine each get their own server."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -151,11 +159,12 @@ def prefect_server(
     }
     env.pop("PREFECT_API_URL", None)
     prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
+    port = _free_port(PREFECT_SERVER_ADDRESS)
     argv = [prefect, "server", "start", "--host", PREFECT_SERVER_ADDRESS,
-            "--port", str(PREFECT_SERVER_PORT)]  # fmt: skip
+            "--port", str(port)]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://{PREFECT_SERVER_ADDRESS}:{PREFECT_SERVER_PORT}/api"
+    base = f"http://{PREFECT_SERVER_ADDRESS}:{port}/api"
     deadline = time.monotonic() + 120
     while True:
         try:

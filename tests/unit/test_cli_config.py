@@ -16,12 +16,14 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def lab_copy(tmp_path: Path) -> Path:
-    """config/lab.yaml in a throwaway tree, so its ../.lab/lab.env is ours to write."""
+def lab_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """config/lab.yaml in a throwaway tree, its lab state directory (where it finds lab.env
+    through ${DRP_LAB_DIR}) a throwaway one too, so lab.env is ours to write."""
     (tmp_path / "config").mkdir()
     path = tmp_path / "config" / "lab.yaml"
     shutil.copy(REPO / "config" / "lab.yaml", path)
     (tmp_path / ".lab").mkdir()
+    monkeypatch.setenv("DRP_LAB_DIR", str(tmp_path / ".lab"))
     return path
 
 

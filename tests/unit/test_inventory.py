@@ -166,7 +166,7 @@ def test_shipped_inventories_are_valid(name: str) -> None:
 
 def test_lab_inventory_matches_the_lab_topology() -> None:
     site = load_site(REPO / "config" / "lab.yaml")
-    lab_root = REPO / ".lab"
+    lab_root = topology.lab_dir()
 
     for role, host in site.hosts.by_role().items():
         lab_host = topology.host(role.replace("_", "-"))
