@@ -178,7 +178,6 @@ def _refs_by_reference(site: Site) -> dict[SecretRef, list[str]]:
 
 
 def _shown_path(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
+    """Relative to the working directory when below it, else absolute (never `../../var/...`)."""
+    relative = os.path.relpath(path)
+    return str(path) if relative == ".." or relative.startswith("../") else relative

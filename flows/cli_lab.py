@@ -24,7 +24,7 @@ lab_app = typer.Typer(
 )
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
 
 FilesMb = Annotated[
     int | None,

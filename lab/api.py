@@ -150,11 +150,13 @@ REQUIRED_PROGRAMS: tuple[tuple[str, str], ...] = (
 
 
 def missing_packages(
-    programs: tuple[tuple[str, str], ...] = REQUIRED_PROGRAMS,
+    programs: tuple[tuple[str, str], ...] | None = None,
 ) -> dict[str, list[str]]:
-    """Debian package -> the programs of it that are missing here (empty: all there)."""
+    """Debian package -> the programs of it that are missing here (empty: all there).
+
+    `programs` defaults to REQUIRED_PROGRAMS, looked up at each call."""
     missing: dict[str, list[str]] = {}
-    for program, package in programs:
+    for program, package in REQUIRED_PROGRAMS if programs is None else programs:
         if not os.access(program, os.X_OK):
             missing.setdefault(package, []).append(program)
     return missing

@@ -174,3 +174,40 @@ def test_help_teaches_the_checks_and_exit_codes() -> None:
     assert "--resolve-secrets" in text
     assert "file:line: field: what is wrong and what is expected" in text
     assert "exits 1" in text and "exits 2" in text
+
+
+def test_an_unset_variable_in_a_local_path_is_one_clear_line(
+    lab_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DRP_SITE_STATE", raising=False)
+    text = lab_copy.read_text()
+    old = "env_file: ${DRP_LAB_DIR:-/var/lib/drp-lab}/lab.env"
+    assert text.count(old) == 1
+    text = text.replace(old, "env_file: ${DRP_SITE_STATE}/lab.env")
+    lab_copy.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "DRP_SITE_STATE" in t)
+
+    result = check(lab_copy, "--resolve-secrets")
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"{lab_copy}:{line}: env_file: the environment variable DRP_SITE_STATE is not set "
+        "(in '${DRP_SITE_STATE}/lab.env'); set it, or give a default: "
+        "${DRP_SITE_STATE:-/some/path}",
+        f"{lab_copy}: 1 problem(s); nothing else was checked",
+    ]
+    assert "Traceback" not in result.output
+
+
+def test_the_lab_inventory_finds_its_state_through_drp_lab_dir(lab_copy: Path) -> None:
+    """lab_copy points DRP_LAB_DIR at a throwaway directory: the secrets come from there."""
+    values = secret_values()
+    state = lab_copy.parent.parent / ".lab"
+    (state / "lab.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+
+    result = check(lab_copy, "--resolve-secrets")
+
+    assert result.exit_code == 0, result.output
+    assert "resolves env:DRP_LAB_PG_PASSWORD" in result.stdout
+    assert f"Tickets: file {state / 'tickets.jsonl'}" in result.stdout

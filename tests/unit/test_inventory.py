@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from lab import topology
 from runbooks.errors import ConfigError
-from runbooks.inventory import Site, check_site, load_site
+from runbooks.inventory import Site, check_site, expand_environment, load_site
 from runbooks.secrets import SecretRef
 
 REPO = Path(__file__).resolve().parents[2]
@@ -534,3 +534,98 @@ def test_a_duplicate_key_does_not_hide_other_problems(tmp_path: Path) -> None:
         (line_of(text, "mongodb"), "environments[0].databases[1].engine"),
         (line_of(text, "area: x"), "backups.area"),
     ]
+
+
+# -- environment variables in local paths -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "expected"),
+    [
+        pytest.param(
+            "${LAB}/keys/operator", {"LAB": "/srv/lab"}, "/srv/lab/keys/operator", id="set"
+        ),
+        pytest.param("${LAB:-/var/lib/x}/lab.env", {}, "/var/lib/x/lab.env", id="unset-default"),
+        pytest.param("${LAB:-/var/lib/x}/lab.env", {"LAB": ""}, "/var/lib/x/lab.env", id="empty"),
+        pytest.param("${LAB:-/var/lib/x}/k", {"LAB": "/srv/a b"}, "/srv/a b/k", id="set-default"),
+        pytest.param("${A}/${B:-b}", {"A": "/a"}, "/a/b", id="two"),
+        pytest.param("keys/operator", {}, "keys/operator", id="none"),
+    ],
+)
+def test_expand_environment(text: str, environ: dict[str, str], expected: str) -> None:
+    assert expand_environment(text, environ) == expected
+
+
+def test_expand_environment_reads_the_process_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRP_TEST_KEYS", "/srv/keys")
+    assert expand_environment("${DRP_TEST_KEYS}/id") == "/srv/keys/id"
+    monkeypatch.delenv("DRP_TEST_KEYS")
+    assert expand_environment("${DRP_TEST_KEYS:-/etc/keys}/id") == "/etc/keys/id"
+
+
+@pytest.mark.parametrize("environ", [{}, {"LAB": ""}], ids=["unset", "empty"])
+def test_a_variable_without_default_must_be_set(environ: dict[str, str]) -> None:
+    with pytest.raises(ValueError) as caught:
+        expand_environment("${LAB}/lab.env", environ)
+    assert str(caught.value) == (
+        "the environment variable LAB is not set (in '${LAB}/lab.env'); set it, or give a "
+        "default: ${LAB:-/some/path}"
+    )
+
+
+@pytest.mark.parametrize("text", ["$LAB/lab.env", "/srv/co$t", "${lab dir}/x", "${LAB"])
+def test_a_dollar_outside_braces_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"expected \$\{NAME\} or \$\{NAME:-default\} after '\$'"):
+        expand_environment(text, {"LAB": "/srv/lab"})
+
+
+def test_an_inventory_expands_variables_in_its_local_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRP_TEST_STATE", str(tmp_path / "state dir"))
+    monkeypatch.delenv("DRP_TEST_UNSET", raising=False)
+    path, _ = variant(
+        tmp_path, "known_hosts: keys/known_hosts", "known_hosts: ${DRP_TEST_STATE}/known_hosts"
+    )
+    text = path.read_text()
+    text = text.replace("key: keys/id_ed25519", "key: ${DRP_TEST_UNSET:-keys}/id_ed25519", 1)
+    text = text.replace("path: tickets.jsonl", "path: ${DRP_TEST_STATE}/tickets.jsonl")
+    path.write_text(text)
+
+    site = load_site(path)
+
+    assert site.known_hosts == tmp_path / "state dir" / "known_hosts"
+    # the default is relative: to the inventory file, as any relative local path
+    assert site.hosts.production.key_file == tmp_path / "keys" / "id_ed25519"
+    assert site.tickets[0].path == tmp_path / "state dir" / "tickets.jsonl"
+
+
+def test_an_unset_variable_in_a_local_path_is_reported_at_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DRP_TEST_UNSET", raising=False)
+    path, text = variant(
+        tmp_path, "known_hosts: keys/known_hosts", "known_hosts: ${DRP_TEST_UNSET}/known_hosts"
+    )
+    assert [str(p) for p in check_site(path)] == [
+        f"{path}:{line_of(text, 'DRP_TEST_UNSET')}: known_hosts: the environment variable "
+        "DRP_TEST_UNSET is not set (in '${DRP_TEST_UNSET}/known_hosts'); set it, or give a "
+        "default: ${DRP_TEST_UNSET:-/some/path}"
+    ]
+
+
+def test_the_lab_inventory_follows_drp_lab_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DRP_LAB_DIR", raising=False)
+    default = load_site(REPO / "config" / "lab.yaml")
+    assert default.env_file == topology.DEFAULT_LAB_DIR / "lab.env"
+    assert default.hosts.drp.key_file == topology.DEFAULT_LAB_DIR / "keys" / "operator"
+
+    monkeypatch.setenv("DRP_LAB_DIR", str(tmp_path / "other lab"))
+    moved = load_site(REPO / "config" / "lab.yaml")
+    assert moved.env_file == tmp_path / "other lab" / "lab.env"
+    assert moved.known_hosts == tmp_path / "other lab" / "keys" / "known_hosts"
+    assert moved.tickets[0].path == tmp_path / "other lab" / "tickets.jsonl"
