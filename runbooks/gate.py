@@ -16,6 +16,8 @@ from typing import Any, Literal
 from prefect.input import RunInput
 from pydantic import ConfigDict, Field
 
+from runbooks.errors import DrpError
+
 DEFAULT_TIMEOUT_SECONDS = 24 * 3600
 Decision = Literal["activate", "refuse"]
 
@@ -69,6 +71,10 @@ def order_problems(order: Order, plan_hash: str) -> list[str]:
                 "review the brief again and leave the hash as it is"
             )
     return problems
+
+
+class GateTimeout(DrpError):
+    """Nobody answered the order form before the gate's timeout."""
 
 
 @dataclass(frozen=True)

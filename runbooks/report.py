@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runbooks.errors import ConfigError
-from runbooks.steps import Outcome, StepRecord
+from runbooks.steps import Milestone, Outcome, StepRecord
 
 
 @dataclass
@@ -30,20 +30,70 @@ class Report:
     message: str = ""
     order: dict[str, Any] | None = None
     backups: list[dict[str, Any]] = field(default_factory=list)  # what was restored, with times
-    dns_before: list[dict[str, Any]] = field(default_factory=list)  # records before the switch
     timeline: list[StepRecord] = field(default_factory=list)
-    service_verified_at: datetime | None = None
     data_loss_seconds: float | None = None  # RPO: order time minus the oldest chosen backup
     chosen_at: datetime | None = None  # when the backups were chosen; a resume keeps that choice
+    milestones: dict[str, datetime] = field(default_factory=dict)  # Milestone value -> when
+    memory: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # what steps replaced
+
+    # -- milestones and memory ---------------------------------------------------------------
+    def reach(self, milestone: Milestone, at: datetime) -> bool:
+        """Record a milestone the first time it is proved; True if this was the first time."""
+        if milestone.value in self.milestones:
+            return False
+        self.milestones[milestone.value] = at
+        return True
+
+    @property
+    def service_verified_at(self) -> datetime | None:
+        return self.milestones.get(Milestone.SERVICE_VERIFIED.value)
+
+    @service_verified_at.setter
+    def service_verified_at(self, at: datetime | None) -> None:
+        if at is None:
+            self.milestones.pop(Milestone.SERVICE_VERIFIED.value, None)
+        else:
+            self.milestones[Milestone.SERVICE_VERIFIED.value] = at
+
+    @property
+    def frozen_at(self) -> datetime | None:
+        return self.milestones.get(Milestone.FROZEN.value)
+
+    def remembered(self, section: str, key: str) -> dict[str, Any] | None:
+        return next((d for d in self.memory.get(section, []) if d.get("key") == key), None)
+
+    def remember(self, section: str, key: str, data: dict[str, Any]) -> None:
+        if self.remembered(section, key) is None:
+            self.memory.setdefault(section, []).append({"key": key, **data})
+
+    @property
+    def dns_before(self) -> list[dict[str, Any]]:
+        """The DNS records as they were before the first switch: what a return puts back."""
+        return self.memory.get("dns_before", [])
 
     # -- measures ----------------------------------------------------------------------------
     @property
     def rto_seconds(self) -> float | None:
-        """Order to service verified on the DRP server."""
+        """Order to service verified on the target."""
         if not self.order or self.service_verified_at is None:
             return None
         ordered = datetime.fromisoformat(self.order["answered_at"])
         return (self.service_verified_at - ordered).total_seconds()
+
+    @property
+    def downtime_seconds(self) -> float | None:
+        """Write freeze to service verified on the target (a return's downtime)."""
+        if self.frozen_at is None or self.service_verified_at is None:
+            return None
+        return (self.service_verified_at - self.frozen_at).total_seconds()
+
+    @property
+    def bytes_by_stage(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for r in self.timeline:
+            if r.stage:
+                totals[r.stage] = totals.get(r.stage, 0) + r.bytes
+        return totals
 
     def add(self, record: StepRecord) -> None:
         self.timeline = [r for r in self.timeline if r.step != record.step] + [record]
@@ -74,10 +124,15 @@ class Report:
             "order": self.order,
             "backups": self.backups,
             "dns_before": self.dns_before,
+            "memory": {k: v for k, v in self.memory.items() if k != "dns_before"},
+            "milestones": {k: v.isoformat() for k, v in self.milestones.items()},
             "service_verified_at": (
                 self.service_verified_at.isoformat() if self.service_verified_at else None
             ),
+            "frozen_at": self.frozen_at.isoformat() if self.frozen_at else None,
             "rto_seconds": self.rto_seconds,
+            "downtime_seconds": self.downtime_seconds,
+            "bytes_by_stage": self.bytes_by_stage,
             "rpo_seconds": self.data_loss_seconds,
             "chosen_at": self.chosen_at.isoformat() if self.chosen_at else None,
             "totals": self.totals,
@@ -86,7 +141,13 @@ class Report:
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Report:
+        milestones = {k: datetime.fromisoformat(v) for k, v in data.get("milestones", {}).items()}
         verified = data.get("service_verified_at")
+        if verified and Milestone.SERVICE_VERIFIED.value not in milestones:
+            milestones[Milestone.SERVICE_VERIFIED.value] = datetime.fromisoformat(verified)
+        memory = {k: list(v) for k, v in data.get("memory", {}).items()}
+        if data.get("dns_before"):
+            memory["dns_before"] = list(data["dns_before"])
         return cls(
             operation_id=data["operation_id"],
             kind=data["kind"],
@@ -98,9 +159,9 @@ class Report:
             message=data.get("message", ""),
             order=data.get("order"),
             backups=data.get("backups", []),
-            dns_before=data.get("dns_before", []),
             timeline=[StepRecord.from_data(r) for r in data.get("timeline", [])],
-            service_verified_at=datetime.fromisoformat(verified) if verified else None,
+            milestones=milestones,
+            memory=memory,
             data_loss_seconds=data.get("rpo_seconds"),
             chosen_at=datetime.fromisoformat(data["chosen_at"]) if data.get("chosen_at") else None,
         )

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from runbooks.errors import DrpError, StepFailed, VerifyFailed
 
@@ -85,6 +85,7 @@ class StepRecord:
     bytes: int = 0
     files: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    stage: str = ""  # the part of the runbook it belongs to ("copy", "pre-sync"...), for totals
 
     @property
     def seconds(self) -> float:
@@ -103,6 +104,7 @@ class StepRecord:
             "bytes": self.bytes,
             "files": self.files,
             "details": self.details,
+            "stage": self.stage,
         }
 
     @classmethod
@@ -117,10 +119,38 @@ class StepRecord:
             bytes=data.get("bytes", 0),
             files=data.get("files", 0),
             details=data.get("details", {}),
+            stage=data.get("stage", ""),
         )
 
 
 ProgressCallback = Callable[[str, float], None]  # (step key, percent 0-100)
+
+
+class Milestone(StrEnum):
+    """A moment an operation's measures are taken from, proved by the step that reaches it."""
+
+    # The service answers on the target (the DRP server, or production on return): ends the RTO
+    # (order -> here) and the downtime (frozen -> here). The first proof counts.
+    SERVICE_VERIFIED = "service-verified"
+    # Nothing more is written on the side being left (its write freeze): starts the downtime.
+    FROZEN = "frozen"
+
+
+WriteKind = Literal["files", "database", "dns", "ticket", "maintenance"]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One part of the world a step writes: on which host role, what kind, where.
+
+    Runbooks read these instead of a step's type: a drill's cleanup sets aside every `files`
+    and `database` write on its target before the drill runs."""
+
+    role: str  # inventory role of the host written to ("drp", "production"); "" for DNS, tickets
+    kind: WriteKind
+    path: str = ""  # files: the directory written; database: the database's name
+    environment: str = ""
+    database: Any = None  # database writes: the inventory's `Database`
 
 
 class Step(ABC):
@@ -134,6 +164,14 @@ class Step(ABC):
 
     changes_world: bool = True
     phase: int = 50
+    # What the engine needs to know, declared by each step (the engine never looks at types
+    # or keys): whether the step may run together with the other parallel steps of its phase,
+    # which milestone its success proves, and which report section keeps what it is about to
+    # replace (`remember()`), recorded once before the step first runs.
+    parallel: bool = False
+    proves: Milestone | None = None
+    stage: str = ""  # what the report adds this step's bytes up under ("copy", "import"...)
+    memory: str | None = None
 
     def __init__(self, key: str, title: str) -> None:
         self.key = key  # unique within an operation, stable across runs (cache key, report)
@@ -157,6 +195,14 @@ class Step(ABC):
         """Prove the result; by default, `check()` must now say done."""
         return self.check()
 
+    def writes(self) -> list[Write]:
+        """The parts of the world this step writes (none for a read-only step)."""
+        return []
+
+    def remember(self) -> dict[str, Any]:
+        """For a step with a `memory` section: the state it is about to replace."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no memory")
+
     # -- workflow ----------------------------------------------------------------------------
     def run(self, *, dry_run: bool = False, progress: ProgressCallback | None = None) -> StepRecord:
         """check -> skip (with its reason) | dry-run description | apply -> verify."""
@@ -175,6 +221,7 @@ class Step(ABC):
                 bytes=applied.bytes if applied else 0,
                 files=applied.files if applied else 0,
                 details=dict(applied.details) if applied else {},
+                stage=self.stage,
             )
 
         try:

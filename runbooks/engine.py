@@ -1,0 +1,250 @@
+"""The engine: one way to run every runbook (activation, drill, return, cleanup...).
+
+A *runbook* is what an operation will do: read-only preflight steps, then, behind the customer's
+order, an ordered list of steps cut into phases. The engine runs it:
+
+1. the preflight's findings go into the report; any problem stops here, nothing changed;
+2. the order: an order already given for this very plan (a resumed operation) stands, otherwise
+   the gate (passed in) waits for one; a refusal or a timeout ends the operation unchanged;
+3. the steps, phase by phase: the steps that declare themselves `parallel` within one phase
+   run together, any other one alone, in plan order. Before a step that keeps a `memory` first
+   runs, what it is about to replace is recorded (the DNS records before a switch). A step that
+   `proves` a milestone sets it in the report the first time it succeeds (the RTO and downtime
+   clocks). The report is saved after every step, so a crash leaves the timeline so far;
+4. the report's outcome and message, saved and published.
+
+The engine never looks at a step's type or key: steps declare what it needs
+(`runbooks.steps.Step`). It imports no Prefect: how a step is run is passed in (`Submit`). Flows
+pass a Prefect task with its result cache; tests and `drp plan` may run steps here and now.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from runbooks.errors import DrpError, StepFailed
+from runbooks.gate import GateTimeout, OrderRecord
+from runbooks.plan import Plan
+from runbooks.report import Report
+from runbooks.steps import Outcome, Step, StepRecord
+
+
+class Pending(Protocol):
+    """A step under way: `result()` waits for its timeline record (as data) or raises."""
+
+    def result(self) -> dict[str, Any]: ...
+
+
+Submit = Callable[[Step], Pending]
+Gate = Callable[[str], OrderRecord]  # plan hash -> the complete answer (activate or refuse)
+
+
+@dataclass
+class _Done:
+    value: dict[str, Any] | None = None
+    error: DrpError | None = None
+
+    def result(self) -> dict[str, Any]:
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None
+        return self.value
+
+
+def run_here(step: Step) -> Pending:
+    """Run the step in this thread, now (no cache): for tests and tools without Prefect."""
+    try:
+        return _Done(value=step.run().data)
+    except DrpError as err:
+        return _Done(error=err)
+
+
+def phase_groups(steps: Sequence[Step]) -> list[list[Step]]:
+    """Plan order cut into groups that run together: consecutive `parallel` steps of one
+    phase form a group; any other step is a group of its own."""
+    groups: list[list[Step]] = []
+    for step in steps:
+        last = groups[-1][-1] if groups else None
+        if last is not None and step.parallel and last.parallel and last.phase == step.phase:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return groups
+
+
+def sorted_steps(steps: Sequence[Step]) -> list[Step]:
+    return sorted(steps, key=lambda s: (s.phase, s.key))
+
+
+@dataclass
+class Runbook:
+    """What one operation will do: its preflight and, after the order, its steps."""
+
+    kind: str  # activate | drill | return
+    preflight: list[Step]
+    steps: list[Step]  # after the order
+    facts: dict[str, str] = field(default_factory=dict)  # the brief's facts (part of the hash)
+    done: str = "finished"  # the report's message when every step succeeded
+    backups: list[dict[str, Any]] = field(default_factory=list)  # what is restored, for the report
+    # Data lost if the order were given at that moment (None: not known; 0: none, as on return).
+    data_loss_at: Callable[[datetime], float | None] = lambda _moment: None
+
+    def __post_init__(self) -> None:
+        self.steps = sorted_steps(self.steps)
+
+    def plan(self, operation_id: str, site: str) -> Plan:
+        return Plan.build(operation_id, self.kind, site, [*self.preflight, *self.steps], self.facts)
+
+
+@dataclass
+class PreflightFinding:
+    """One preflight step's result: its record when it passed, else None and the reason."""
+
+    step: Step
+    record: StepRecord | None
+    reason: str
+
+    @property
+    def ok(self) -> bool:
+        return self.record is not None
+
+
+def run_preflight(steps: Sequence[Step]) -> list[PreflightFinding]:
+    """Every read-only check, problems collected rather than raised (a plan shows them all)."""
+    findings = []
+    for step in steps:
+        try:
+            record = step.run()
+            findings.append(PreflightFinding(step, record, record.reason))
+        except DrpError as err:
+            findings.append(PreflightFinding(step, None, str(err)))
+    return findings
+
+
+@dataclass
+class OperationRun:
+    """Runs one runbook for one operation, keeping its report.
+
+    `save` persists the report (called after every change); `publish` shows it where operators
+    look (a Prefect artifact); `submit` runs a world-changing step (a cached task) and `check` a
+    read-only step after the order (never cached: it says how the world is now)."""
+
+    runbook: Runbook
+    plan: Plan
+    report: Report
+    save: Callable[[Report], None]
+    publish: Callable[[Report], None] = lambda _report: None
+    submit: Submit = run_here
+    check: Submit = run_here
+    log: logging.Logger | logging.LoggerAdapter[Any] = field(
+        default_factory=lambda: logging.getLogger("drp.engine")
+    )
+
+    def run(self, findings: Sequence[PreflightFinding], gate: Gate) -> dict[str, Any]:
+        try:
+            self._preflight(findings)
+            if not self._ordered(gate):
+                return self.report.data
+            self.run_steps(self.runbook.steps)
+        except DrpError as err:
+            if self.report.outcome == "running":  # a timed-out gate has already said so
+                self._finish("failed", str(err))
+            raise
+        self._finish("succeeded", self.runbook.done)
+        return self.report.data
+
+    # -- 1. preflight ------------------------------------------------------------------------
+    def _preflight(self, findings: Sequence[PreflightFinding]) -> None:
+        report = self.report
+        for finding in findings:
+            if finding.record is not None:
+                report.add(finding.record)
+                self.log.info("%s: %s", finding.step.title, finding.reason)
+            else:
+                self.log.error("%s: %s", finding.step.title, finding.reason)
+        report.plan_hash = self.plan.hash
+        report.data_loss_seconds = self.runbook.data_loss_at(datetime.now(UTC))
+        report.backups = self.runbook.backups
+        self.save(report)
+        failures = [f"{f.step.title}: {f.reason}" for f in findings if not f.ok]
+        if failures:
+            raise StepFailed(
+                "preflight found problems, nothing was changed: " + "; ".join(failures)
+            )
+
+    # -- 2. the order ------------------------------------------------------------------------
+    def _ordered(self, gate: Gate) -> bool:
+        """True when the order to go on is given (now, or earlier for this very plan)."""
+        report, plan_hash = self.report, self.plan.hash
+        order = report.order
+        if order and order.get("decision") == "activate" and order.get("plan_hash") == plan_hash:
+            self.log.info(
+                "Order already given by %s (reference %s) at %s for plan %s: going on",
+                order["ordered_by"], order["reference"], order["answered_at"], plan_hash,
+            )  # fmt: skip
+            return True
+        try:
+            given = gate(plan_hash)
+        except GateTimeout as err:
+            self._finish("timed-out", str(err))
+            raise
+        report.order = given.data
+        report.data_loss_seconds = self.runbook.data_loss_at(given.answered_at)
+        self.save(report)
+        if given.decision != "activate":
+            self._finish("refused", f"order refused by {given.ordered_by}: nothing was changed")
+            self.log.info("The order was refused by %s: nothing was changed.", given.ordered_by)
+            return False
+        return True
+
+    # -- 3. the steps ------------------------------------------------------------------------
+    def run_steps(self, steps: Sequence[Step]) -> None:
+        """Phase by phase; the first failure stops the operation once its group has ended."""
+        run_started = datetime.now(UTC)
+        for group in phase_groups(sorted_steps(steps)):
+            for step in group:
+                self._remember(step)
+            pending = [
+                (step, self.submit(step) if step.changes_world else self.check(step))
+                for step in group
+            ]
+            failures: list[DrpError] = []
+            for step, under_way in pending:
+                try:
+                    record = StepRecord.from_data(under_way.result())
+                except DrpError as err:
+                    now = datetime.now(UTC)
+                    record = StepRecord(step.key, step.title, Outcome.FAILED, str(err), now, now)
+                    failures.append(err)
+                    self.report.add(record)
+                    self.save(self.report)
+                    continue
+                if record.started < run_started:  # from the cache: done in an earlier run
+                    record.outcome = Outcome.SKIPPED
+                    record.reason = (
+                        f"done in an earlier run of {self.report.operation_id} at "
+                        f"{record.ended:%Y-%m-%d %H:%M:%S} UTC (cached): {record.reason}"
+                    )
+                self.report.add(record)
+                self.log.info("%s: %s — %s", step.title, record.outcome.value, record.reason)
+                if step.proves is not None and self.report.reach(step.proves, record.ended):
+                    self.log.info("Milestone %s reached at %s", step.proves.value, record.ended)
+                self.save(self.report)
+            if failures:
+                raise failures[0]
+
+    def _remember(self, step: Step) -> None:
+        if step.memory is None or self.report.remembered(step.memory, step.key) is not None:
+            return
+        self.report.remember(step.memory, step.key, step.remember())
+        self.save(self.report)
+
+    # -- 4. the end --------------------------------------------------------------------------
+    def _finish(self, outcome: str, message: str) -> None:
+        self.report.finish(outcome, message)
+        self.save(self.report)
+        self.publish(self.report)
