@@ -93,6 +93,8 @@ def _show(status: api.LabStatus, as_json: bool) -> None:
         return
     console.print(status_table(status))
     console.print(_seed_line(status))
+    if status.checkout:
+        console.print(f"last brought up from the checkout {status.checkout}")
 
 
 def _fail(err: LabError) -> typer.Exit:

@@ -59,6 +59,9 @@ class LabStatus(BaseModel):
     seed: seeding.SeedReport | None = Field(
         default=None, description="What production was seeded with"
     )
+    checkout: str | None = Field(
+        default=None, description="The checkout of drp that last brought the lab up"
+    )
     started: list[str] = Field(default_factory=list, description="Daemons this call started")
     stopped: list[str] = Field(default_factory=list, description="Daemons this call stopped")
     already_running: list[str] = Field(
@@ -173,13 +176,17 @@ def require_packages() -> None:
         )
 
 
+def _read_checkout(paths: topology.LabPaths) -> str:
+    try:
+        return paths.checkout.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
 def _checkout_note(paths: topology.LabPaths, running: bool) -> str | None:
     """Say so when the lab belongs to another checkout of drp on this machine; record ours."""
     here = str(topology.REPO_ROOT)
-    try:
-        owner = paths.checkout.read_text().strip()
-    except FileNotFoundError:
-        owner = ""
+    owner = _read_checkout(paths)
     if owner and owner != here and Path(owner).exists() and running:
         return (
             f"this lab ({paths.root}) is running, brought up from the checkout {owner}; this "
@@ -365,7 +372,12 @@ def status(paths: topology.LabPaths | None = None) -> LabStatus:
                 sup, record.name, record.host, "other", record.address, record.port, record
             )
         )
-    return LabStatus(lab_dir=str(paths.root), services=services, seed=seeding.read_seed(paths))
+    return LabStatus(
+        lab_dir=str(paths.root),
+        services=services,
+        seed=seeding.read_seed(paths),
+        checkout=_read_checkout(paths) or None,
+    )
 
 
 def _up(
