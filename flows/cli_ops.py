@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -12,6 +15,7 @@ from uuid import UUID
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.prompt import Confirm, Prompt
 
@@ -23,7 +27,7 @@ from runbooks.report import load_report
 from runbooks.services import reports_dir
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
 
 ConfigOpt = Annotated[
     Path,
@@ -103,7 +107,7 @@ def _gate() -> Any:
 
 
 def _fail(err: Exception, code: int = 1) -> typer.Exit:
-    errors.print(f"[red]error:[/] {err}")
+    errors.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
     return typer.Exit(code)
 
 
@@ -255,13 +259,10 @@ def _operate(
     *,
     cleanup: bool = False,
 ) -> None:
-    try:
-        load_site(config)
-    except DrpError as err:
-        raise _fail(err) from None
+    _check_before_starting(kind, config, operation_id, environments)
     _gate().add_gate_listener(answerer)
     try:
-        with TerminalProgress():
+        with TerminalProgress(), _drp_errors_without_traceback():
             result = _run(
                 kind,
                 config,
@@ -280,6 +281,53 @@ def _operate(
     _show_report(config, result["operation_id"])
     if result.get("outcome") not in ("succeeded", "refused"):
         raise typer.Exit(1)
+
+
+def _check_before_starting(
+    kind: str, config: Path, operation_id: str | None, environments: list[str] | None
+) -> None:
+    """What can be told wrong before any flow run is created (as `drp plan` does)."""
+    from flows.prepare import check_environments
+    from runbooks.operation import check_operation_id
+
+    try:
+        site = load_site(config)
+        check_environments(site, environments)
+        if operation_id:
+            check_operation_id(operation_id)
+            report = reports_dir(site) / f"{operation_id}.json"
+            if report.exists() and load_report(reports_dir(site), operation_id).kind != kind:
+                raise DrpError(
+                    f"operation {operation_id} is not a {kind} (see {report}): use another "
+                    "operation id, or none for a new one"
+                )
+    except (DrpError, ValueError) as err:
+        raise _fail(err) from None
+
+
+class _NoDrpTraceback(logging.Filter):
+    """Drops, on the terminal only, Prefect's record of a flow ending on a DrpError: the command
+    prints drp's message itself, and a traceback adds nothing to it. The run's log on the
+    Prefect server keeps the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, DrpError)
+
+
+@contextlib.contextmanager
+def _drp_errors_without_traceback() -> Iterator[None]:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    quiet = _NoDrpTraceback()
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 def drill_command(
@@ -365,6 +413,16 @@ def approve_command(
 
     Needs PREFECT_API_URL pointing at the Prefect server the run uses. Prints the brief first.
     """
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise _fail(
+            DrpError(
+                "PREFECT_API_URL is not set: set it to the API of the Prefect server the run "
+                "uses (for example http://127.0.0.1:4200/api)"
+            ),
+            2,
+        )
     try:
         plan_hash = _gate().paused_plan_hash(flow_run_id)
         brief = _gate().paused_brief(flow_run_id)

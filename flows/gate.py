@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+import httpx
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
@@ -49,21 +50,28 @@ def _in_deployment() -> bool:
     return bool(ctx and ctx.flow_run and ctx.flow_run.deployment_id)
 
 
-def await_order(brief_markdown: str, plan_hash: str, timeout_seconds: int) -> OrderRecord:
+def await_order(brief: Callable[[], str], plan_hash: str, timeout_seconds: int) -> OrderRecord:
     """Wait for a complete answer; return it (decision activate or refuse).
 
-    An incomplete answer is logged with what is missing and the gate opens again. Raises
+    `brief()` gives the markdown shown above the form; it is called each time the form opens,
+    so the data loss it states is as of then. An incomplete answer is logged with what is
+    missing and the gate opens again, its form keeping the name and reference typed. Raises
     `GateTimeout` when nobody answers in time.
+
+    From a deployment, every answer restarts the run from the top: this loop then replays the
+    answers already given (Prefect returns each stored input again) up to the open gate.
     """
     log = get_run_logger()
     suspend = _in_deployment()
     message = ""
+    typed: dict[str, str] = {}
     while True:
-        form = order_form(message + brief_markdown, plan_hash)
+        text = brief()
+        form = order_form(message + text, plan_hash, **typed)
         ctx = FlowRunContext.get()
         if ctx and ctx.flow_run:
             for listener in list(_gate_listeners):
-                listener(ctx.flow_run.id, plan_hash, brief_markdown)
+                listener(ctx.flow_run.id, plan_hash, text)
         log.info(
             "Waiting for the order (plan %s): answer in the Prefect UI (Resume) or with "
             "`drp approve`; the gate closes in %s s",
@@ -90,6 +98,7 @@ def await_order(brief_markdown: str, plan_hash: str, timeout_seconds: int) -> Or
             "; ".join(problems),
         )
         message = "> **The previous answer was not taken:** " + "; ".join(problems) + "\n\n"
+        typed = {"ordered_by": order.ordered_by, "reference": order.reference}
 
 
 # -- answering from outside the run ------------------------------------------------------------
@@ -101,7 +110,7 @@ def answer_gate(flow_run_id: UUID | str, answer: dict[str, Any]) -> None:
     if problems:
         raise DrpError("the answer was not sent: " + "; ".join(problems))
     try:
-        resume_flow_run(UUID(str(flow_run_id)), run_input=answer)
+        resume_flow_run(flow_run_uuid(flow_run_id), run_input=answer)
     except RuntimeError as err:  # Prefect's way of saying the server refused the input
         raise DrpError(f"the Prefect server refused the answer: {err}") from err
 
@@ -110,27 +119,56 @@ def _with_defaults(answer: dict[str, Any]) -> dict[str, Any]:
     return {"ordered_by": "", "reference": "", **answer}
 
 
+def flow_run_uuid(flow_run_id: UUID | str) -> UUID:
+    """The id as a UUID, or a DrpError saying what a flow run id looks like."""
+    try:
+        return UUID(str(flow_run_id))
+    except ValueError:
+        raise DrpError(
+            f"{flow_run_id!r} is not a flow run id: expected one like "
+            "0f8e2b1c-3d4a-4b5c-9d6e-7f8091a2b3c4 (the run's page in the Prefect UI, or the "
+            "run's log, shows it)"
+        ) from None
+
+
 def _paused_input(flow_run_id: UUID | str, part: str) -> str | None:
+    from prefect.exceptions import ObjectNotFound
     from prefect.input.run_input import keyset_from_paused_state
 
+    run_id = flow_run_uuid(flow_run_id)
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(UUID(str(flow_run_id)))
+        try:
+            run = client.read_flow_run(run_id)
+        except ObjectNotFound:
+            raise DrpError(
+                f"no flow run {run_id} on the Prefect server at {client.api_url}: check the id, "
+                "and that PREFECT_API_URL names the server the run uses"
+            ) from None
+        except httpx.HTTPError as err:
+            raise DrpError(f"cannot reach the Prefect server at {client.api_url}: {err}") from None
         if not run.state or not run.state.is_paused():
             state = run.state.name if run.state else "unknown"
-            raise DrpError(f"flow run {flow_run_id} is not waiting for an order (state: {state})")
+            raise DrpError(f"flow run {run_id} is not waiting for an order (state: {state})")
         keyset = keyset_from_paused_state(run.state)
         try:
-            return client.read_flow_run_input(UUID(str(flow_run_id)), keyset[part])
+            return client.read_flow_run_input(run_id, keyset[part])
         except Exception:  # the description is optional
             if part == "description":
                 return None
             raise
 
 
+def paused_schema(flow_run_id: UUID | str) -> dict[str, Any]:
+    """The JSON schema the paused run's form is rendered from (defaults are what it shows)."""
+    schema = json.loads(_paused_input(flow_run_id, "schema") or "{}")
+    return schema if isinstance(schema, dict) else {}
+
+
 def paused_plan_hash(flow_run_id: UUID | str) -> str:
     """The plan hash the paused run's form was prefilled with (what the approver approves)."""
-    schema = json.loads(_paused_input(flow_run_id, "schema") or "{}")
-    return str(schema.get("properties", {}).get("plan_hash", {}).get("default", ""))
+    return str(
+        paused_schema(flow_run_id).get("properties", {}).get("plan_hash", {}).get("default", "")
+    )
 
 
 def paused_brief(flow_run_id: UUID | str) -> str:

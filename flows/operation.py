@@ -20,14 +20,14 @@ from prefect.context import TaskRunContext
 from prefect.futures import PrefectFuture
 
 from flows.gate import GateTimeout, await_order
-from flows.prepare import Prepared, prepare
+from flows.operation_ids import operation_id_for_run
+from flows.prepare import Prepared, prepare, titled
 from flows.progress import ArtifactProgress, emit
 from runbooks.activation import Operation, SwitchRecord
 from runbooks.connect import site_from
 from runbooks.errors import DrpError, StepFailed
 from runbooks.gate import OrderRecord
 from runbooks.inventory import Site
-from runbooks.operation import check_operation_id, new_operation_id
 from runbooks.plan import Plan
 from runbooks.render import data_loss_sentence, human_duration, plan_markdown, report_markdown
 from runbooks.report import Report, load_report, report_path, save_report
@@ -123,12 +123,17 @@ def run_operation(
 ) -> dict[str, Any]:
     log = get_run_logger()
     site = site_from(config)
-    operation_id = check_operation_id(operation_id) if operation_id else new_operation_id(kind)
+    given = operation_id
+    # Derived from the flow run when not given: the same at every restart (see operation_ids).
+    operation_id = operation_id_for_run(kind, given)
     report = load_or_start_report(site, operation_id, kind)
     directory = reports_dir(site)
     log.info(
-        "Operation %s (%s of %s); report: %s",
-        operation_id, kind, site.name, report_path(directory, operation_id),
+        "Operation %s (%s of %s, %s); report: %s",
+        operation_id, kind, site.name,
+        "as given" if given else "named after this flow run; pass it as operation_id to resume "
+        "it from another run",
+        report_path(directory, operation_id),
     )  # fmt: skip
     # A resumed operation keeps the first run's choice of backups (sets made since are
     # ignored), so its plan, and the order given for it, still hold.
@@ -169,7 +174,7 @@ def _run(
             report.add(record)
             log.info("%s: %s", step.title, why)
         else:
-            log.error("%s: %s", step.title, why)
+            log.error("%s", titled(step, why))
     report.plan_hash = plan.hash
     report.data_loss_seconds = _data_loss_at(operation, datetime.now(UTC))
     report.backups = _backups(operation)
@@ -188,8 +193,9 @@ def _run(
         )  # fmt: skip
     else:
         try:
+            # The brief is built again each time the form opens: its data loss is as of then.
             given: OrderRecord = await_order(
-                brief_markdown(plan, operation, kind), plan.hash, gate_timeout_seconds
+                lambda: brief_markdown(plan, operation, kind), plan.hash, gate_timeout_seconds
             )
         except GateTimeout as err:
             report.finish("timed-out", str(err))

@@ -29,6 +29,11 @@ from runbooks.render import data_loss_sentence
 from runbooks.steps import Outcome, Step, StepRecord
 
 
+def titled(step: Step, why: str) -> str:
+    """`why` after the step's title, unless it already starts with it."""
+    return why if why.startswith(f"{step.title}:") else f"{step.title}: {why}"
+
+
 @dataclass
 class Prepared:
     operation: Operation
@@ -43,7 +48,7 @@ class Prepared:
 
     @property
     def failures(self) -> list[str]:
-        return [f"{step.title}: {why}" for step, record, why in self.preflight if record is None]
+        return [titled(step, why) for step, record, why in self.preflight if record is None]
 
     @property
     def data_loss_words(self) -> str:
@@ -62,6 +67,18 @@ class Prepared:
 
     def close(self) -> None:
         self.operation.close()
+
+
+def check_environments(site: Site, environments: list[str] | None) -> None:
+    """A DrpError naming the environments (`-e`) that the inventory does not have."""
+    known = {e.name for e in site.environments}
+    unknown = sorted(set(environments or ()) - known)
+    if unknown:
+        where = f" {site.source}" if site.source else ""
+        raise DrpError(
+            f"no environment named {', '.join(unknown)} in the inventory{where}; "
+            f"known: {', '.join(sorted(known))}"
+        )
 
 
 def choose_backups(site: Site, now: datetime, environments: list[str] | None) -> Selection:
@@ -85,13 +102,7 @@ def prepare(
 
     With `cleanup` (drills only), what the DRP server holds is set aside after the order and
     put back after the drill's last step (`runbooks.cleanup`)."""
-    known = {e.name for e in site.environments}
-    unknown = sorted(set(environments or ()) - known)
-    if unknown:
-        raise DrpError(
-            f"no environment named {', '.join(unknown)} in the inventory; known: "
-            f"{', '.join(sorted(known))}"
-        )
+    check_environments(site, environments)
     selection = choose_backups(site, chosen_at, environments)
     operation = Operation(site, operation_id, kind, selection, force=force, bwlimit_kib=bwlimit_kib)
     checks: list[tuple[Step, StepRecord | None, str]] = []

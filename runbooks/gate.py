@@ -114,17 +114,37 @@ class OrderRecord:
         }
 
 
-def order_form(brief_markdown: str, plan_hash: str) -> type[Order]:
+def order_form(
+    brief_markdown: str, plan_hash: str, ordered_by: str = "", reference: str = ""
+) -> type[Order]:
     """The form for one plan: the brief above it, the hash and the decision prefilled.
 
-    (`RunInput.with_initial_data` would drop the fields' descriptions that the UI shows.)
+    A form opened again after an answer that was not taken shows the name and reference typed
+    then (`ordered_by`, `reference`) as defaults; both stay required, and the data-loss
+    acknowledgement is asked again. (`RunInput.with_initial_data` would drop the fields'
+    descriptions that the UI shows.)
     """
     fields = Order.model_fields
     approved = plan_hash
 
+    def typed(name: str, value: str, min_length: int) -> Any:
+        """A required text field prefilled with what was typed (the UI shows the default)."""
+        info = fields[name]
+        return Field(
+            min_length=min_length,
+            description=info.description,
+            title=info.title,
+            json_schema_extra={"default": value} if value.strip() else None,
+        )
+
+    name_field = typed("ordered_by", ordered_by, 2)
+    reference_field = typed("reference", reference, 1)
+
     class OrderForm(Order):
         model_config = ConfigDict(**{**Order.model_config, "title": "Order"})
 
+        ordered_by: str = name_field
+        reference: str = reference_field
         decision: Decision = Field(
             default="activate",
             description=fields["decision"].description,
