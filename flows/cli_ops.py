@@ -44,7 +44,7 @@ OperationOpt = Annotated[
     typer.Option(
         "--operation-id",
         help="Resume (or name) this operation: finished steps are skipped with their reason. "
-        "Default: a new id such as activate-20261129-0215-7f3a.",
+        "Default: one named after the flow run, such as activate-20261129-0215-7f3a9c01.",
         show_default=False,
     ),
 ]
