@@ -21,7 +21,8 @@ receiving host (`StrictHostKeyChecking=yes`, default `~/.ssh/known_hosts`) and n
 
 Copies are safe to interrupt and re-run: a partly sent file is kept in `.rsync-partial/` inside
 its directory and the next run sends only the rest. Nothing on the receiving side is deleted
-unless the caller asks for `delete=True`. Paths are relative to the SSH user's home unless
+unless the caller asks for `delete=True`; with `backup_dir`, what a copy replaces or deletes is
+moved there instead of being lost. Paths are relative to the SSH user's home unless
 absolute (a leading `~/` is accepted and means the same); they may contain spaces, quotes or a
 leading dash: the remote path travels inside rsync's protocol (`--protect-args`), never through
 a shell.
@@ -103,6 +104,10 @@ class CopyOptions:
     excludes: tuple[str, ...] = ()  # rsync exclude patterns, e.g. "cache/", "*.tmp"
     includes: tuple[str, ...] = ()  # include patterns, placed before the excludes (first wins)
     link_dest: str | None = None  # hard-link unchanged files to this older copy (receiver side)
+    # Keep every receiver file that the copy replaces or deletes: moved into this directory
+    # (relative to the destination, or absolute) with its path, instead of being lost.
+    backup_dir: str | None = None
+    checksum: bool = False  # compare files by content (a full read of both sides), not size+time
     hard_links: bool = True
     acls: bool = False
     xattrs: bool = False
@@ -327,10 +332,14 @@ def rsync_options(options: CopyOptions) -> list[str]:
     argv += ["--partial", f"--partial-dir={PARTIAL_DIR}", "--protect-args"]
     if options.delete:
         argv.append("--delete")
+    if options.checksum:
+        argv.append("--checksum")
     argv += [f"--include={pattern}" for pattern in options.includes]
     argv += [f"--exclude={pattern}" for pattern in options.excludes]
     if options.link_dest is not None:
         argv.append(f"--link-dest={options.link_dest}")
+    if options.backup_dir is not None:
+        argv += ["--backup", f"--backup-dir={options.backup_dir}"]
     if options.bwlimit_kib is not None:
         argv.append(f"--bwlimit={options.bwlimit_kib}")
     if options.io_timeout is not None:
