@@ -1,4 +1,4 @@
-"""Set aside what a host holds, and put it back: paths, PostgreSQL and MySQL databases.
+"""Set aside what a host holds, and put it back: paths (databases: `providers.database`).
 
 A drill that must leave the DRP server as it found it first moves each thing it will write out
 of the way, restores into the empty place, then removes its own copies and puts the originals
@@ -6,11 +6,8 @@ back. Nothing that was there before is ever deleted:
 
 - a directory (or file) is renamed `<path>.drp-before-<operation>` beside itself (a rename on
   the same file system: instant whatever its size) and renamed back;
-- a PostgreSQL database is renamed (`ALTER DATABASE ... RENAME`: owner, grants and settings go
-  with it) and renamed back;
-- a MySQL database cannot be renamed: its content is dumped to a file on the host, drp's marker
-  table in a second file (ordinary dumps leave it out), and only then is it dropped; putting it
-  back creates it with its character set and collation and loads both files.
+- a database is set aside and put back by its engine (`DatabaseEngine.set_aside` and
+  `put_back` in `providers.database`), with these path functions for its files.
 
 What a drill restored is deleted only when it is provably the drill's own: a database whose
 drp marker names the operation, a path that did not exist before. Paths are relative to the
@@ -21,26 +18,11 @@ text.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import psycopg
-import pymysql
-from psycopg import sql
-
-from providers import mysql, postgres
 from providers.commands import CommandRunner
-from providers.dbcommon import (
-    DatabaseError,
-    DatabaseState,
-    DbEndpoint,
-    Password,
-    mkdir_argv,
-    reveal,
-    run_on_host,
-)
+from providers.dbcommon import mkdir_argv
 from providers.rsync import home_relative
 
 ASIDE_TAG = "drp-before"
@@ -248,141 +230,3 @@ def read_file(runner: CommandRunner, path: str) -> str | None:
 
 def write_file(runner: CommandRunner, path: str, text: str) -> None:
     _run(runner, write_file_argv(path), f"writing {path}", stdin=text)
-
-
-# -- databases -------------------------------------------------------------------------------
-
-
-def is_own(state: DatabaseState, operation_id: str) -> bool:
-    """True when drp's marker says this very operation restored the database."""
-    return state.marker is not None and state.marker.operation_id == operation_id
-
-
-def mysql_marker_dump_argv(
-    endpoint: DbEndpoint, path: str, *, program: str = mysql.DUMP_PROGRAM
-) -> list[str]:
-    """drp's marker table alone (structure and row), which content dumps leave out."""
-    return [
-        program,
-        f"--host={endpoint.address}",
-        f"--port={endpoint.port}",
-        f"--user={endpoint.user}",
-        "--protocol=tcp",
-        "--single-transaction",
-        "--skip-triggers",
-        "--no-tablespaces",
-        "--default-character-set=utf8mb4",
-        f"--result-file={path}",
-        endpoint.dbname,
-        mysql.MARKER_TABLE,
-    ]
-
-
-@contextmanager
-def _pg_admin(endpoint: DbEndpoint, password: Password) -> Iterator[psycopg.Connection]:
-    where = f"PostgreSQL {endpoint.label} at {endpoint.address}:{endpoint.port}"
-    try:
-        conn = psycopg.connect(
-            host=endpoint.address,
-            port=endpoint.port,
-            user=endpoint.user,
-            password=reveal(password),
-            dbname=postgres.MAINTENANCE_DB,
-            connect_timeout=10,
-            application_name="drp",
-            autocommit=True,
-        )
-    except psycopg.Error as err:
-        raise DatabaseError(f"cannot connect to {where} as {endpoint.user}: {err}") from err
-    with conn:
-        try:
-            yield conn
-        except psycopg.errors.ObjectInUse as err:
-            raise DatabaseError(
-                f"{endpoint.label}: {_first_line(err)}; stop what is connected to it (put the "
-                "application in maintenance), then run again"
-            ) from err
-        except psycopg.Error as err:
-            raise DatabaseError(f"{where}: {_first_line(err)}") from err
-
-
-def pg_rename(endpoint: DbEndpoint, password: Password, new_name: str) -> None:
-    target = endpoint.with_dbname(new_name)  # checks the new name's shape
-    with _pg_admin(endpoint, password) as conn:
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(endpoint.dbname), sql.Identifier(target.dbname)
-            )
-        )
-
-
-def pg_drop(endpoint: DbEndpoint, password: Password) -> None:
-    with _pg_admin(endpoint, password) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(endpoint.dbname)))
-
-
-@contextmanager
-def _mysql_admin(endpoint: DbEndpoint, password: Password) -> Iterator[Any]:
-    where = f"MySQL {endpoint.label} at {endpoint.address}:{endpoint.port}"
-    try:
-        conn = pymysql.connect(
-            host=endpoint.address,
-            port=endpoint.port,
-            user=endpoint.user,
-            password=reveal(password),
-            connect_timeout=10,
-            charset="utf8mb4",
-            autocommit=True,
-        )
-    except pymysql.Error as err:
-        raise DatabaseError(f"cannot connect to {where} as {endpoint.user}: {err}") from err
-    with conn:
-        try:
-            with conn.cursor() as cursor:
-                yield cursor
-        except pymysql.Error as err:
-            raise DatabaseError(f"{where}: {err}") from err
-
-
-def _ident(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def mysql_options(endpoint: DbEndpoint, password: Password) -> tuple[str, str] | None:
-    """The database's default character set and collation (None: no such database)."""
-    with _mysql_admin(endpoint, password) as cursor:
-        cursor.execute(
-            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
-            "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
-            (endpoint.dbname,),
-        )
-        row = cursor.fetchone()
-    return (str(row[0]), str(row[1])) if row else None
-
-
-def mysql_drop(endpoint: DbEndpoint, password: Password) -> None:
-    with _mysql_admin(endpoint, password) as cursor:
-        cursor.execute(f"DROP DATABASE {_ident(endpoint.dbname)}")
-
-
-def mysql_create(endpoint: DbEndpoint, password: Password, charset: str, collation: str) -> None:
-    with _mysql_admin(endpoint, password) as cursor:
-        cursor.execute(
-            f"CREATE DATABASE {_ident(endpoint.dbname)} CHARACTER SET {_ident(charset)} "
-            f"COLLATE {_ident(collation)}"
-        )
-
-
-def mysql_load(runner: CommandRunner, endpoint: DbEndpoint, password: Password, path: str) -> None:
-    """Load a SQL file (gzipped if `.gz`) that lies on the runner's host into the database."""
-    run_on_host(
-        runner,
-        mysql.mysql_client_argv(endpoint, path),
-        f"loading {runner.name}:{path} into {endpoint.label}",
-        secret_env={mysql.PASSWORD_ENV: reveal(password)},
-    )
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

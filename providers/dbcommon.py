@@ -127,6 +127,11 @@ class DatabaseState:
         return self.exists and not self.tables and not self.other_objects and self.marker is None
 
 
+def is_own(state: DatabaseState, operation_id: str) -> bool:
+    """True when drp's marker says this very operation restored the database."""
+    return state.marker is not None and state.marker.operation_id == operation_id
+
+
 @dataclass(frozen=True)
 class RestoreDecision:
     action: Literal["restore", "skip"]

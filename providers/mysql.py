@@ -60,8 +60,13 @@ __all__ = [
     "Marker",
     "NonEmptyDatabase",
     "RestoreResult",
+    "create_database",
+    "database_options",
+    "drop_database",
     "dump",
     "is_compressed",
+    "load",
+    "marker_dump_argv",
     "mysql_client_argv",
     "mysql_dump_argv",
     "read_marker",
@@ -171,6 +176,21 @@ def safety_dump_path(dump_path: str, dbname: str, operation_id: str) -> str:
     the dump being restored, as `<name>_before_<operation>.sql.gz`."""
     name = f"{scratch_name(dbname, 'before', operation_id, limit=200)}.sql.gz"
     return posixpath.join(posixpath.dirname(dump_path), name)
+
+
+def marker_dump_argv(endpoint: DbEndpoint, path: str, *, program: str = DUMP_PROGRAM) -> list[str]:
+    """drp's marker table alone (structure and row), which content dumps leave out."""
+    return [
+        program,
+        *_connection_options(endpoint),
+        "--single-transaction",
+        "--skip-triggers",
+        "--no-tablespaces",
+        "--default-character-set=utf8mb4",
+        f"--result-file={path}",
+        endpoint.dbname,
+        MARKER_TABLE,
+    ]
 
 
 # -- connections and readers ------------------------------------------------------------------
@@ -547,3 +567,52 @@ def _message(err: BaseException) -> str:
     if len(args) == 2 and isinstance(args[0], int):
         return f"({args[0]}) {args[1]}"
     return str(err) or type(err).__name__
+
+
+# -- whole databases (set aside, put back, drop) ----------------------------------------------
+
+
+def database_options(endpoint: DbEndpoint, password: Password) -> tuple[str, str] | None:
+    """The database's default character set and collation (None: no such database)."""
+    with _connect(endpoint, reveal(password), database=False) as conn:
+        rows = _fetchall(
+            conn,
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+            "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+            (endpoint.dbname,),
+        )
+    return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+
+def drop_database(endpoint: DbEndpoint, password: Password) -> None:
+    """Drop the database; callers first make its content safe or make sure it is drp's own."""
+    with _connect(endpoint, reveal(password), database=False) as conn:
+        _fetchall(conn, f"DROP DATABASE {_ident(endpoint.dbname)}")
+
+
+def create_database(endpoint: DbEndpoint, password: Password, charset: str, collation: str) -> None:
+    with _connect(endpoint, reveal(password), database=False) as conn:
+        _fetchall(
+            conn,
+            f"CREATE DATABASE {_ident(endpoint.dbname)} CHARACTER SET {_ident(charset)} "
+            f"COLLATE {_ident(collation)}",
+        )
+
+
+def load(
+    runner: CommandRunner,
+    endpoint: DbEndpoint,
+    password: Password,
+    path: str,
+    *,
+    program: str = CLIENT_PROGRAM,
+    timeout: float | None = None,
+) -> None:
+    """Load a SQL file (gzipped if `.gz`) that lies on the runner's host into the database."""
+    run_on_host(
+        runner,
+        mysql_client_argv(endpoint, path, program=program),
+        f"loading {runner.name}:{path} into {endpoint.label}",
+        secret_env={PASSWORD_ENV: reveal(password)},
+        timeout=timeout,
+    )

@@ -55,11 +55,13 @@ __all__ = [
     "NonEmptyDatabase",
     "RestoreResult",
     "aside_name",
+    "drop_database",
     "dump",
     "pg_dump_argv",
     "pg_restore_argv",
     "read_marker",
     "read_state",
+    "rename_database",
     "restore",
     "restore_decision",
     "staging_name",
@@ -624,3 +626,62 @@ def _load(
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+# -- whole databases (set aside, put back, drop) ----------------------------------------------
+
+
+@contextmanager
+def _admin(
+    endpoint: DbEndpoint, password: Password, maintenance_db: str = MAINTENANCE_DB
+) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the maintenance database, for statements on whole databases."""
+    where = f"PostgreSQL {endpoint.label} at {endpoint.address}:{endpoint.port}"
+    try:
+        conn = psycopg.connect(
+            host=endpoint.address,
+            port=endpoint.port,
+            user=endpoint.user,
+            password=reveal(password),
+            dbname=maintenance_db,
+            connect_timeout=10,
+            application_name="drp",
+            autocommit=True,
+        )
+    except psycopg.Error as err:
+        raise DatabaseError(f"cannot connect to {where} as {endpoint.user}: {err}") from err
+    with conn:
+        try:
+            yield conn
+        except psycopg.errors.ObjectInUse as err:
+            raise DatabaseError(
+                f"{endpoint.label}: {_first_line(err)}; stop what is connected to it (put the "
+                "application in maintenance), then run again"
+            ) from err
+        except psycopg.Error as err:
+            raise DatabaseError(f"{where}: {_first_line(err)}") from err
+
+
+def rename_database(
+    endpoint: DbEndpoint,
+    password: Password,
+    new_name: str,
+    *,
+    maintenance_db: str = MAINTENANCE_DB,
+) -> None:
+    """`ALTER DATABASE ... RENAME`: owner, grants and settings go with the database."""
+    target = endpoint.with_dbname(new_name)  # checks the new name's shape
+    with _admin(endpoint, password, maintenance_db) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(endpoint.dbname), sql.Identifier(target.dbname)
+            )
+        )
+
+
+def drop_database(
+    endpoint: DbEndpoint, password: Password, *, maintenance_db: str = MAINTENANCE_DB
+) -> None:
+    """Drop the database; callers first make sure it is drp's own (`DatabaseEngine.drop_own`)."""
+    with _admin(endpoint, password, maintenance_db) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(endpoint.dbname)))

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import dns.resolver
 
-from providers import mysql, postgres
+from providers.database import engine_for
 from providers.dbcommon import DbEndpoint, NonEmptyDatabase
 from providers.dns_base import BaseDnsProvider, DnsError, relative_name
 from providers.dns_check import wait_for_propagation
@@ -121,7 +121,7 @@ class RestoreTargetSafe(ReadOnlyStep):
     def check(self) -> Check:
         endpoint = connect.db_endpoint(self.op.site, self.db, "drp")
         password = connect.database_password(self.op.site, self.db)
-        engine = postgres if self.db.engine == "postgresql" else mysql
+        engine = engine_for(self.db.engine)
         try:
             decision = engine.restore_decision(
                 endpoint, password, backup_id(self.chosen), force=self.op.force
@@ -262,7 +262,7 @@ class RestoreDatabase(Step):
             f"restore-{env.name}-{db.name}", f"Import database {db.name} of {env.name}"
         )
         self.op, self.db, self.chosen = op, db, chosen
-        self.engine = postgres if db.engine == "postgresql" else mysql
+        self.engine = engine_for(db.engine)
         set_ = chosen.set
         self.staging = f"{STAGING_DIR}/{set_.environment}/{set_.set_id}/databases"
         self.dump_path = f"{self.staging}/{chosen.dump.path.rsplit('/', 1)[-1]}"

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from providers import mysql, postgres
 from providers.commands import CommandRunner
-from providers.dbcommon import DatabaseError, DumpResult
+from providers.database import engine_for
+from providers.dbcommon import DatabaseError
 from providers.rsync import CopyOptions, CopyResult, RemoteEndpoint, RsyncError
 from providers.rsync import copy_tree as rsync_copy
 from providers.ssh import SshError
@@ -444,11 +444,7 @@ def stage_dump(ctx: BackupContext, job: BackupJob, database: str) -> StagedDump:
     password = database_password(ctx.site, db)
     dumped_at = _now()
     try:
-        result: DumpResult
-        if db.engine == "postgresql":
-            result = postgres.dump(production, endpoint, password, path)
-        else:
-            result = mysql.dump(production, endpoint, password, path)
+        result = engine_for(db.engine).dump(production, endpoint, password, path)
     except DatabaseError as err:
         raise StepFailed(f"dump of {endpoint.label}: {err}") from err
     tables = dict(result.table_counts or {})

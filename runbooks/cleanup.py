@@ -37,8 +37,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from providers import aside, mysql, postgres
-from providers.dbcommon import DatabaseState, DbEndpoint, Marker, write_dump
+from providers import aside
+from providers.database import Aside, engine_for, mysql_aside_files
+from providers.dbcommon import DatabaseState, DbEndpoint, Marker
 from runbooks import connect
 from runbooks.activation import CopyTree, Operation, RestoreDatabase
 from runbooks.errors import DrpError, StepFailed, UnsafePlan, VerifyFailed
@@ -58,10 +59,14 @@ def record_path(operation_id: str) -> str:
     return f"{record_dir(operation_id)}/prior-state.json"
 
 
+def databases_aside_dir(operation_id: str) -> str:
+    """Where databases set aside as files (MySQL) wait during the drill."""
+    return f"{record_dir(operation_id)}/databases"
+
+
 def mysql_dump_paths(operation_id: str, name: str) -> tuple[str, str]:
     """Where a MySQL database's content and marker table wait during the drill."""
-    base = f"{record_dir(operation_id)}/databases/{name}"
-    return f"{base}.sql.gz", f"{base}.marker.sql"
+    return mysql_aside_files(databases_aside_dir(operation_id), name)
 
 
 # -- the record ------------------------------------------------------------------------------
@@ -275,7 +280,7 @@ class _Db:
     def __init__(self, op: Operation, environment: str, db: Database) -> None:
         self.op, self.environment, self.db = op, environment, db
         self.name = db.name
-        self.is_pg = db.engine == "postgresql"
+        self.engine = engine_for(db.engine)
 
     @property
     def endpoint(self) -> DbEndpoint:
@@ -285,37 +290,40 @@ class _Db:
     def password(self) -> Secret:
         return connect.database_password(self.op.site, self.db)
 
+    @property
+    def aside_dir(self) -> str:
+        return databases_aside_dir(self.op.operation_id)
+
     def state(self) -> DatabaseState:
-        engine = postgres if self.is_pg else mysql
-        return engine.read_state(self.endpoint, self.password)
+        return self.engine.read_state(self.endpoint, self.password)
 
     def counts(self) -> dict[str, int]:
-        engine = postgres if self.is_pg else mysql
-        return engine.table_counts(self.endpoint, self.password)
+        return self.engine.table_counts(self.endpoint, self.password)
 
-    def exists(self, name: str | None = None) -> bool:
-        endpoint = self.endpoint.with_dbname(name) if name else self.endpoint
-        if self.is_pg:
-            return postgres.database_exists(endpoint, self.password)
-        return mysql.database_exists(endpoint, self.password)
+    def exists(self) -> bool:
+        return self.engine.exists(self.endpoint, self.password)
 
     def aside_name(self) -> str:
-        if self.is_pg:
-            return postgres.aside_name(self.name, self.op.operation_id)
-        return mysql_dump_paths(self.op.operation_id, self.name)[0]
+        return self.engine.aside_name(self.endpoint, self.op.operation_id, self.aside_dir)
 
-    def drop_own(self, state: DatabaseState, why: str) -> None:
-        """Drop the database, which must carry this drill's marker (or be its partial reload)."""
-        if not aside.is_own(state, self.op.operation_id) and why != "partial-reload":
-            owner = state.marker.operation_id if state.marker else "no drp marker"
-            raise StepFailed(
-                f"drp/{self.name} is not this drill's restore ({owner}): nothing was deleted; "
-                "check who wrote it, move it away, then run again"
-            )
-        if self.is_pg:
-            aside.pg_drop(self.endpoint, self.password)
-        else:
-            aside.mysql_drop(self.endpoint, self.password)
+    def aside_of(self, record: DatabaseRecord) -> Aside:
+        """The set-aside reference the record keeps (as recorded before anything moved)."""
+        return Aside(
+            engine=record.engine,
+            database=self.endpoint.label,
+            kept=record.aside or "",
+            marker_dump=record.marker_dump,
+            charset=record.charset,
+            collation=record.collation,
+            tables=record.tables,
+            other_objects=record.other_objects,
+            marker=record.marker,
+            checksums=record.checksums,
+        )
+
+    def aside_parts(self, record: DatabaseRecord) -> dict[str, bool]:
+        drp = self.op.pool["drp"]
+        return self.engine.aside_parts(drp, self.endpoint, self.password, self.aside_of(record))
 
 
 def _state_problems(record: DatabaseRecord, state: DatabaseState, counts: dict[str, int]) -> str:
@@ -365,11 +373,7 @@ class SetAsideDrpState(Step):
                 )
             )
         for db in self.dbs:
-            how = (
-                f"renamed {db.aside_name()}"
-                if db.is_pg
-                else f"dumped to drp:{db.aside_name()}, then dropped"
-            )
+            how = db.engine.describe_set_aside(db.endpoint, op_id, db.aside_dir)
             changes.append(Change("set-aside", f"drp/{db.name}", f"if present: {how}"))
         return changes
 
@@ -430,10 +434,8 @@ class SetAsideDrpState(Step):
                 problems.append(f"drp/{db.name} still exists")
             elif not db_record.existed:
                 continue
-            elif db.is_pg and not db.exists(kept):
-                problems.append(f"drp/{kept} is missing")
-            elif not db.is_pg and not aside.probe(drp, [kept])[kept]:
-                problems.append(f"the dump drp:{kept} is missing")
+            elif not all(db.aside_parts(db_record).values()):
+                problems.append(f"the set-aside copy {kept} of drp/{db.name} is missing")
         if problems:
             return Check(False, "; ".join(problems))
         return self.check()
@@ -486,7 +488,7 @@ class SetAsideDrpState(Step):
         record = DatabaseRecord(
             environment=db.environment,
             name=db.name,
-            engine="postgresql" if db.is_pg else "mysql",
+            engine=db.engine.name,
             existed=state.exists,
         )
         if not state.exists:
@@ -497,56 +499,21 @@ class SetAsideDrpState(Step):
             state.marker,
         )
         record.counts = db.counts()
-        record.aside = db.aside_name()
-        if db.is_pg:
-            if db.exists(record.aside):
-                raise StepFailed(
-                    f"drp/{record.aside} already exists, so drp/{db.name} cannot be set aside "
-                    "under that name: rename or drop it, then run again"
-                )
-        else:
-            record.checksums = mysql.table_checksums(db.endpoint, db.password)
-            options = aside.mysql_options(db.endpoint, db.password)
-            if options is not None:
-                record.charset, record.collation = options
-            if state.marker is not None:
-                record.marker_dump = mysql_dump_paths(self.op.operation_id, db.name)[1]
+        kept = db.engine.aside_for(
+            self.op.pool["drp"], db.endpoint, db.password, self.op.operation_id, db.aside_dir
+        )
+        record.aside, record.marker_dump, record.checksums = (
+            kept.kept,
+            kept.marker_dump,
+            kept.checksums,
+        )
+        record.charset, record.collation = kept.charset, kept.collation
         return record
 
     def _set_aside_database(self, db: _Db, record: DatabaseRecord) -> bool:
         """Move one database out of the way; False when it already was."""
-        aside_name = record.aside or ""
-        if db.is_pg:
-            if not db.exists():
-                if db.exists(aside_name):
-                    return False
-                raise StepFailed(f"drp/{db.name} disappeared before it could be set aside")
-            aside.pg_rename(db.endpoint, db.password, aside_name)
-            return True
         drp = self.op.pool["drp"]
-        files = [f for f in (record.aside, record.marker_dump) if f]
-        if not db.exists():
-            if aside.probe(drp, files)[aside_name]:
-                return False
-            raise StepFailed(
-                f"drp/{db.name} disappeared before it could be set aside, and no dump of it is "
-                f"at drp:{aside_name}"
-            )
-        # The database is still there, so dumps left by an interrupted attempt are spare copies:
-        # dump again, now.
-        for path in files:
-            aside.remove_created(drp, path)
-        mysql.dump(drp, db.endpoint, db.password, aside_name, count_rows=False)
-        if record.marker_dump:
-            write_dump(
-                drp,
-                record.marker_dump,
-                lambda p: aside.mysql_marker_dump_argv(db.endpoint, p),
-                f"dump of drp's marker table of {db.endpoint.label}",
-                secret_env={mysql.PASSWORD_ENV: db.password.reveal()},
-            )
-        aside.mysql_drop(db.endpoint, db.password)
-        return True
+        return db.engine.set_aside(drp, db.endpoint, db.password, db.aside_of(record))
 
 
 # -- after the drill -------------------------------------------------------------------------
@@ -642,15 +609,9 @@ class RestoreDrpDatabase(Step):
         return self.store.require().database(self.db.environment, self.db.name)
 
     def describe(self) -> list[Change]:
-        if self.db.is_pg:
-            how = (
-                f"drop the drill's restore; rename {self.db.aside_name()} back if it was set aside"
-            )
-        else:
-            how = (
-                "drop the drill's restore; recreate it and load drp:"
-                f"{self.db.aside_name()} if it was set aside"
-            )
+        db = self.db
+        back = db.engine.describe_put_back(db.endpoint, self.op.operation_id, db.aside_dir)
+        how = f"drop the drill's restore; {back} if it was set aside"
         return [Change("put-back", f"drp/{self.db.name}", how)]
 
     def problems(self, record: DatabaseRecord) -> str:
@@ -659,13 +620,9 @@ class RestoreDrpDatabase(Step):
         problem = _state_problems(record, state, counts)
         if problem or not record.existed:
             return problem
-        if self.db.is_pg and self.db.exists(record.aside):
-            return f"drp/{record.aside} still exists"
-        if not self.db.is_pg:
-            files = [f for f in (record.aside, record.marker_dump) if f]
-            left = [f for f, there in aside.probe(self.op.pool["drp"], files).items() if there]
-            if left:
-                return f"the set-aside dumps {', '.join(left)} are still there"
+        left = [part for part, there in self.db.aside_parts(record).items() if there]
+        if left:
+            return f"the set-aside copy {', '.join(left)} is still there"
         return ""
 
     def check(self) -> Check:
@@ -684,77 +641,14 @@ class RestoreDrpDatabase(Step):
 
     def apply(self, progress: ProgressCallback | None = None) -> Applied:
         record = self.store.begin_put_back().database(self.db.environment, self.db.name)
+        db = self.db
         if not record.existed:
-            state = self.db.state()
-            if state.exists:
-                self.db.drop_own(state, "restored")
-            return Applied(f"dropped the drill's restore of drp/{self.db.name}")
-        if self.db.is_pg:
-            return self._put_back_pg(record)
-        return self._put_back_mysql(record)
-
-    def _put_back_pg(self, record: DatabaseRecord) -> Applied:
-        kept = record.aside or ""
-        if not self.db.exists(kept):
-            raise StepFailed(
-                f"{self.problems(record)}, and drp/{kept} is missing: nothing was deleted; "
-                f"compare by hand with the record drp:{self.store.path}"
-            )
-        state = self.db.state()
-        if state.exists:
-            self.db.drop_own(state, "restored")
-        aside.pg_rename(self.db.endpoint.with_dbname(kept), self.db.password, self.db.name)
-        return Applied(f"dropped the drill's restore; renamed drp/{kept} back to {self.db.name}")
-
-    def _put_back_mysql(self, record: DatabaseRecord) -> Applied:
-        drp = self.op.pool["drp"]
-        dump = record.aside or ""
-        files = [f for f in (dump, record.marker_dump) if f]
-        there = aside.probe(drp, files)
-        state = self.db.state()
-        counts = self.db.counts() if state.exists else {}
-        reloaded = not _state_problems(record, state, counts) and self._same_checksums(record)
-        if not reloaded:
-            if not all(there.values()):
-                differs = _state_problems(record, state, counts) or f"drp/{self.db.name} differs"
-                raise StepFailed(
-                    f"{differs}, and the set-aside dump {dump} is missing: nothing was deleted"
-                )
-            flag = f"{dump}.reloading"  # says a database there is this cleanup's partial reload
-            partial = aside.probe(drp, [flag])[flag]
-            if state.exists:
-                self.db.drop_own(state, "partial-reload" if partial else "restored")
-            aside.write_file(drp, flag, "")
-            aside.mysql_create(self.db.endpoint, self.db.password, *self._options(record))
-            for path in files:
-                aside.mysql_load(drp, self.db.endpoint, self.db.password, path)
-            problem = _state_problems(record, self.db.state(), self.db.counts())
-            if problem or not self._same_checksums(record):
-                raise VerifyFailed(
-                    f"drp/{self.db.name} reloaded from drp:{dump} but differs from before the "
-                    f"drill ({problem or 'table checksums differ'}): the dump is kept; check by "
-                    "hand"
-                )
-            aside.remove_created(drp, flag)
-        for path in files:
-            aside.remove_created(drp, path)
-        return Applied(
-            f"dropped the drill's restore; reloaded drp/{self.db.name} from its set-aside dump "
-            "(same tables, rows and checksums); removed the dump"
+            db.engine.drop_own(db.endpoint, db.password, self.op.operation_id)
+            return Applied(f"dropped the drill's restore of drp/{db.name}")
+        done = db.engine.put_back(
+            self.op.pool["drp"], db.endpoint, db.password, db.aside_of(record), self.op.operation_id
         )
-
-    def _options(self, record: DatabaseRecord) -> tuple[str, str]:
-        if record.charset is None or record.collation is None:
-            raise StepFailed(
-                f"the record drp:{self.store.path} lacks the character set of drp/{self.db.name}: "
-                f"create the database by hand, load drp:{record.aside} into it, then run again"
-            )
-        return record.charset, record.collation
-
-    def _same_checksums(self, record: DatabaseRecord) -> bool:
-        if not self.db.exists():
-            return False
-        return mysql.table_checksums(self.db.endpoint, self.db.password) == record.checksums
+        return Applied(done)
 
 
 class RestoreDrpState(Step):

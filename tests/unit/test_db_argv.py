@@ -15,6 +15,7 @@ import pytest
 
 from providers import mysql, postgres
 from providers.commands import shell_line, with_secret_env
+from providers.database import engine_for, mysql_aside_files
 from providers.dbcommon import (
     DatabaseError,
     DatabaseState,
@@ -181,6 +182,46 @@ def test_mysql_client_gunzips_a_gz_dump_on_the_host() -> None:
         "/srv/dumps/app_shop.sql.gz",
         *MYSQL_CLIENT,
     ]
+
+
+def test_mysql_marker_dump_argv_takes_drps_marker_table_alone() -> None:
+    assert mysql.marker_dump_argv(MY, "d/m.sql") == [
+        "mariadb-dump",
+        "--host=127.0.10.4",
+        "--port=3306",
+        "--user=drp",
+        "--protocol=tcp",
+        "--single-transaction",
+        "--skip-triggers",
+        "--no-tablespaces",
+        "--default-character-set=utf8mb4",
+        "--result-file=d/m.sql",
+        "app_shop",
+        "_drp_restore_marker",
+    ]
+
+
+def test_each_engine_names_its_aside_and_says_how_it_sets_aside_and_puts_back() -> None:
+    op = "drill-20261129-0215-7f3a"
+    pg, my = engine_for("postgresql"), engine_for("mysql")
+    assert (pg.name, my.name) == ("postgresql", "mysql")
+    assert pg.aside_name(PG, op, "x") == "app_users_before_drill_20261129_0215_7f3a"
+    assert pg.describe_set_aside(PG, op, "x") == f"renamed {pg.aside_name(PG, op, 'x')}"
+    assert pg.describe_put_back(PG, op, "x") == f"rename {pg.aside_name(PG, op, 'x')} back"
+    assert my.aside_name(MY, op, ".drp/d") == ".drp/d/app_shop.sql.gz"
+    assert mysql_aside_files(".drp/d", "app_shop") == (
+        ".drp/d/app_shop.sql.gz",
+        ".drp/d/app_shop.marker.sql",
+    )
+    assert (
+        my.describe_set_aside(MY, op, ".drp/d")
+        == "dumped to drp:.drp/d/app_shop.sql.gz, then dropped"
+    )
+    assert (
+        my.describe_put_back(MY, op, ".drp/d") == "recreate it and load drp:.drp/d/app_shop.sql.gz"
+    )
+    with pytest.raises(ValueError, match="unknown database engine 'oracle'"):
+        engine_for("oracle")
 
 
 def test_safety_dump_path_sits_beside_the_restored_dump() -> None:

@@ -16,7 +16,7 @@ import pytest
 from backup_helpers import LocalRunner
 
 from providers import aside
-from providers.dbcommon import DatabaseState, DbEndpoint, Marker
+from providers.dbcommon import DatabaseState, Marker, is_own
 from runbooks.cleanup import (
     DatabaseRecord,
     PathRecord,
@@ -79,21 +79,6 @@ def test_host_commands_are_exact_argv() -> None:
     assert aside.listing_argv("srv/a b")[:4] == ["bash", "-o", "pipefail", "-c"]
     assert aside.listing_argv("srv/a b")[-2:] == ["bash", "srv/a b"]  # a parameter, not shell text
     assert aside.read_file_argv("x y")[-1] == "x y"
-    endpoint = DbEndpoint("drp", "127.0.10.4", 3306, "drp", "app_shop")
-    assert aside.mysql_marker_dump_argv(endpoint, "d/m.sql") == [
-        "mariadb-dump",
-        "--host=127.0.10.4",
-        "--port=3306",
-        "--user=drp",
-        "--protocol=tcp",
-        "--single-transaction",
-        "--skip-triggers",
-        "--no-tablespaces",
-        "--default-character-set=utf8mb4",
-        "--result-file=d/m.sql",
-        "app_shop",
-        "_drp_restore_marker",
-    ]
 
 
 def test_parsers_refuse_unexpected_output() -> None:
@@ -215,6 +200,6 @@ def test_state_comparison_names_every_difference() -> None:
 
 
 def test_only_this_operations_restore_is_the_drills_own() -> None:
-    assert aside.is_own(DatabaseState(exists=True, tables=1, marker=_marker(OP)), OP)
-    assert not aside.is_own(DatabaseState(exists=True, tables=1, marker=_marker("x-1")), OP)
-    assert not aside.is_own(DatabaseState(exists=True, tables=1), OP)
+    assert is_own(DatabaseState(exists=True, tables=1, marker=_marker(OP)), OP)
+    assert not is_own(DatabaseState(exists=True, tables=1, marker=_marker("x-1")), OP)
+    assert not is_own(DatabaseState(exists=True, tables=1), OP)
