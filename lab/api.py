@@ -18,6 +18,7 @@ import fcntl
 import functools
 import json
 import os
+import pwd
 import shutil
 import signal
 import stat
@@ -176,6 +177,36 @@ def require_packages() -> None:
         )
 
 
+def other_running_lab(paths: topology.LabPaths) -> Path | None:
+    """The state directory of another lab whose daemons run now, if any.
+
+    Every lab on the machine uses the same unix users (their homes point into the lab that set
+    them up last) and the same addresses: a second one would take them from the first."""
+    for h in topology.HOSTS:
+        try:
+            home = Path(pwd.getpwnam(h.user).pw_dir)
+        except KeyError:
+            continue
+        other = home.parent.parent  # <lab>/hosts/<host>
+        if other == paths.root or not (other / "run").is_dir():
+            continue
+        if not status(topology.LabPaths(other)).none_running:
+            return other
+    return None
+
+
+def require_no_other_lab(paths: topology.LabPaths) -> None:
+    """Refuse, before anything changes, to set up a lab while another one runs."""
+    other = other_running_lab(paths)
+    if other is not None:
+        raise LabError(
+            f"another lab runs on this machine, from {other}: its servers hold the lab's "
+            f"addresses and use the lab hosts' unix users, which this one ({paths.root}) would "
+            f"take over. Use that lab (unset DRP_LAB_DIR, or set it to {other}), or stop it "
+            f"first: `sudo DRP_LAB_DIR={other} drp lab down`; nothing was changed"
+        )
+
+
 def _read_checkout(paths: topology.LabPaths) -> str:
     try:
         return paths.checkout.read_text().strip()
@@ -191,8 +222,8 @@ def _checkout_note(paths: topology.LabPaths, running: bool) -> str | None:
         return (
             f"this lab ({paths.root}) is running, brought up from the checkout {owner}; this "
             f"checkout ({here}) shares it as it is: one lab runs per machine, on fixed "
-            "addresses. For a lab of its own, run `drp lab down` there first, or set "
-            "DRP_LAB_DIR in a network namespace of its own (see lab/README.md)"
+            "addresses. To bring it up from this checkout instead, run `drp lab down`, "
+            "then `drp lab up` here (see lab/README.md)"
         )
     paths.checkout.write_text(here + "\n")
     if owner and owner != here:
@@ -409,6 +440,7 @@ def up(files_mb: int | None = None, rows: int | None = None) -> LabStatus:
     require_packages()
     started_at = time.monotonic()
     paths = topology.paths()
+    require_no_other_lab(paths)
     with _locked(paths):
         return _up(paths, files_mb, rows, started_at)
 
@@ -467,6 +499,7 @@ def reset(files_mb: int | None = None, rows: int | None = None) -> LabStatus:
     require_packages()
     started_at = time.monotonic()
     paths = topology.paths()
+    require_no_other_lab(paths)
     with _locked(paths):
         previous = seeding.read_seed(paths)
         stopped = _stop_everything(paths)

@@ -111,3 +111,34 @@ def test_the_lab_comes_up_from_a_checkout_under_a_private_directory(
                 api.up()
     assert api.status().all_running
     assert webapp.answers_http(production.address, topology.WEB_PORT, timeout=5)
+
+
+def test_a_second_lab_is_refused_while_one_runs(
+    lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another state directory (DRP_LAB_DIR) would take over the running lab's unix users and
+    addresses: `up` and `reset` refuse in one line, and the running lab is left as it was."""
+    import pwd
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    homes = {h.user: pwd.getpwnam(h.user).pw_dir for h in topology.HOSTS}
+    second = tmp_path / "second lab"
+    monkeypatch.setenv("DRP_LAB_DIR", str(second))
+    for command in ("up", "reset"):
+        result = CliRunner().invoke(app, ["lab", command])
+        assert result.exit_code == 1
+        assert result.stderr.splitlines() == [
+            f"error: another lab runs on this machine, from {lab.paths.root}: its servers hold "
+            "the lab's addresses and use the lab hosts' unix users, which this one "
+            f"({second}) would take over. Use that lab (unset DRP_LAB_DIR, or set it to "
+            f"{lab.paths.root}), or stop it first: `sudo DRP_LAB_DIR={lab.paths.root} drp lab "
+            "down`; nothing was changed"
+        ]
+    assert not second.exists()
+    assert {h.user: pwd.getpwnam(h.user).pw_dir for h in topology.HOSTS} == homes
+    monkeypatch.delenv("DRP_LAB_DIR")
+    assert api.status().all_running
+    assert api.up().started == []
