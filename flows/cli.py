@@ -16,14 +16,16 @@ from flows.cli_ops import (
     drill_command,
     plan_command,
     report_command,
+    return_command,
 )
 
 app = typer.Typer(
     name="drp",
     help=(
         "Disaster-recovery runbooks as Prefect flows: check the inventory, take and list "
-        "backups, plan, drill and activate the DRP server. Read-only unless a command says "
-        "otherwise; nothing changes the DRP server, a database or DNS before the order.\n\n"
+        "backups, plan, drill and activate the DRP server, and return to production. Read-only "
+        "unless a command says otherwise; nothing changes the DRP server, a database or DNS "
+        "before the order.\n\n"
         "Typical rehearsal on the local lab:\n\n"
         "  drp lab up\n\n"
         "  drp backup run -c config/lab.yaml\n\n"
@@ -49,6 +51,7 @@ for name, command in (
     ("plan", plan_command),
     ("drill", drill_command),
     ("activate", activate_command),
+    ("return", return_command),
     ("approve", approve_command),
     ("report", report_command),
 ):

@@ -1,4 +1,4 @@
-"""`drp plan`, `drp drill`, `drp activate`, `drp approve`, `drp report`: the operations."""
+"""`drp plan`, `drp drill`, `drp activate`, `drp return`, `drp approve`, `drp report`."""
 
 from __future__ import annotations
 
@@ -113,24 +113,29 @@ def _fail(err: Exception, code: int = 1) -> typer.Exit:
 
 # -- plan --------------------------------------------------------------------------------------
 def plan_command(
-    kind: Annotated[str, typer.Argument(help="activate or drill.")] = "activate",
+    kind: Annotated[str, typer.Argument(help="activate, drill or return.")] = "activate",
     config: ConfigOpt = Path("config/site.yaml"),
     environments: EnvOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     cleanup: CleanupOpt = False,
 ) -> None:
-    """Show what an activation (or drill) would do, changing nothing and asking no order.
+    """Show what an activation, drill or return would do, changing nothing and asking no order.
 
     Runs the read-only preflight (DRP host and databases reachable, restore targets safe, disk
     space, newest verified backups on both servers, DNS credentials), then prints the plan,
-    the data-loss window and the plan hash that the order will approve.
+    the data-loss window and the plan hash that the order will approve. For a return: both
+    sides reachable, their databases, room on production, the activation being reversed, the
+    data to move and the estimated downtime.
     """
     from flows.prepare import prepare_plan
 
-    if kind not in ("activate", "drill"):
-        raise _fail(ValueError(f"expected activate or drill, got {kind!r}"), 2)
+    if kind not in ("activate", "drill", "return"):
+        raise _fail(ValueError(f"expected activate, drill or return, got {kind!r}"), 2)
     if cleanup and kind != "drill":
         raise _fail(ValueError("--cleanup is for drills only"), 2)
+    if kind == "return":
+        _plan_return(config, environments, as_json)
+        return
     try:
         prepared = prepare_plan(config, kind, environments, cleanup=cleanup)
     except DrpError as err:
@@ -146,6 +151,44 @@ def plan_command(
     prepared.close()
     if not prepared.preflight_ok:
         raise typer.Exit(1)
+
+
+def _plan_return(config: Path, environments: list[str] | None, as_json: bool) -> None:
+    from flows.prepare import check_environments
+    from runbooks.operation import check_operation_id, new_operation_id
+    from runbooks.returning import prepare_return
+
+    try:
+        site = load_site(config)
+        check_environments(site, environments)
+        operation_id = check_operation_id(new_operation_id("return"))
+        prepared = prepare_return(site, operation_id, environments)
+    except DrpError as err:
+        raise _fail(err) from None
+    try:
+        if as_json:
+            console.print_json(prepared.plan.to_json())
+        else:
+            console.print(_preflight_table(prepared.findings))
+            console.print(plan_renderable(prepared.plan))
+            for note in prepared.built.notes:
+                console.print(f"- {note}")
+    finally:
+        prepared.close()
+    if not prepared.preflight_ok:
+        raise typer.Exit(1)
+
+
+def _preflight_table(findings: list[Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Preflight (read-only)")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("reason", overflow="fold")
+    for f in findings:
+        table.add_row(f.step.title, "[green]ok[/]" if f.ok else "[red]problem[/]", f.reason)
+    return table
 
 
 # -- running an operation ----------------------------------------------------------------------
@@ -242,6 +285,8 @@ class TerminalProgress:
 def _run(kind: str, config: Path, **kwargs: Any) -> dict[str, Any]:
     if kind == "drill":
         from flows.drill import drp_drill as flow_fn
+    elif kind == "return":
+        from flows.returning import drp_return as flow_fn
     else:
         from flows.activate import drp_activate as flow_fn
     return flow_fn(config=str(config.resolve()), **kwargs)
@@ -392,6 +437,40 @@ def activate_command(
         raise _fail(ValueError("--order-by needs --reference and --acknowledge-data-loss"), 2)
     answerer = TerminalGate(order_by, reference, acknowledge=acknowledge_data_loss)
     _operate("activate", config, operation_id, environments, gate_timeout, force, bwlimit, answerer)
+
+
+def return_command(
+    config: ConfigOpt = Path("config/site.yaml"),
+    operation_id: OperationOpt = None,
+    environments: EnvOpt = None,
+    order_by: OrderByOpt = None,
+    reference: ReferenceOpt = None,
+    gate_timeout: TimeoutOpt = 24 * 3600,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Switch a DNS record back even when its current value is neither the DRP "
+            "server's nor production's (someone changed it): check who did first.",
+        ),
+    ] = False,
+    bwlimit: BwlimitOpt = None,
+) -> None:
+    """Return to production: copy back from the DRP server and [bold]switch DNS back[/bold].
+
+    Runs the read-only preflight (both sides reachable, databases answer, room on production,
+    the activation being reversed), then waits for the customer's order. Then: the files are
+    pre-synced to production while the DRP server still serves; production enters maintenance
+    and the DRP server freezes (downtime starts); the last changes and the databases are
+    copied and proved equal on both sides; the "return to production" ticket is opened; DNS
+    goes back; production's maintenance is lifted and the service checked (downtime ends).
+    What production held is kept aside, never deleted. The DRP server stays frozen. Run again
+    with --operation-id to resume.
+    """
+    if order_by and not reference:
+        raise _fail(ValueError("--order-by needs --reference (the order's reference)"), 2)
+    answerer = TerminalGate(order_by, reference, acknowledge=True)
+    _operate("return", config, operation_id, environments, gate_timeout, force, bwlimit, answerer)
 
 
 # -- approve -----------------------------------------------------------------------------------

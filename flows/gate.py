@@ -22,7 +22,7 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 
 from runbooks.errors import DrpError
-from runbooks.gate import Order, OrderRecord, order_form, order_problems
+from runbooks.gate import GateTimeout, Order, OrderRecord, order_form, order_problems
 
 POLL_SECONDS = 2
 
@@ -39,10 +39,6 @@ def add_gate_listener(listener: GateListener) -> None:
 def remove_gate_listener(listener: GateListener) -> None:
     if listener in _gate_listeners:
         _gate_listeners.remove(listener)
-
-
-class GateTimeout(DrpError):
-    """Nobody answered the order form before the gate's timeout."""
 
 
 def _in_deployment() -> bool:

@@ -35,7 +35,16 @@ from runbooks.errors import StepFailed
 from runbooks.inventory import Database, DnsRecord, Environment, Role, Site, Tree, UrlCheck
 from runbooks.render import human_bytes
 from runbooks.services import dns_provider, dns_resolver, ticket_backends
-from runbooks.steps import Applied, Change, Check, ProgressCallback, ReadOnlyStep, Step
+from runbooks.steps import (
+    Applied,
+    Change,
+    Check,
+    Milestone,
+    ProgressCallback,
+    ReadOnlyStep,
+    Step,
+    Write,
+)
 
 STAGING_DIR = ".drp/staging"  # on the DRP server, relative to the SSH user's home
 ASSUMED_COPY_RATE = 100e6  # bytes/s, for the copy-time estimate until drills measure one
@@ -203,6 +212,8 @@ class CopyTree(Step):
     """One file or configuration tree, pulled by the DRP server from the chosen backup server."""
 
     phase = 20
+    parallel = True
+    stage = "copy"
 
     def __init__(self, op: Operation, env: Environment, tree: Tree, chosen: ChosenTree) -> None:
         section = chosen.tree.section.value
@@ -232,6 +243,9 @@ class CopyTree(Step):
             )
         ]
 
+    def writes(self) -> list[Write]:
+        return [Write("drp", "files", self.dest, self.chosen.set.environment)]
+
     def check(self) -> Check:
         plan = plan_copy(self.op.pool["drp"], self.source, self.dest, self.options)
         if plan.up_to_date:
@@ -256,6 +270,8 @@ class RestoreDatabase(Step):
     """One database: its dump pulled to the DRP server, restored, checked against the manifest."""
 
     phase = 30
+    parallel = True
+    stage = "import"
 
     def __init__(self, op: Operation, env: Environment, db: Database, chosen: ChosenDump) -> None:
         super().__init__(
@@ -273,6 +289,13 @@ class RestoreDatabase(Step):
 
     def _endpoint(self) -> DbEndpoint:
         return connect.db_endpoint(self.op.site, self.db, "drp")
+
+    def writes(self) -> list[Write]:
+        env = self.chosen.set.environment
+        return [
+            Write("drp", "files", self.staging, env),
+            Write("drp", "database", self.db.name, env, self.db),
+        ]
 
     def describe(self) -> list[Change]:
         d = self.chosen.dump
@@ -354,6 +377,8 @@ class CheckService(ReadOnlyStep):
         self.op, self.env, self.via_dns = op, env, via_dns
         if via_dns:
             self.phase = 70
+        else:  # the first proof that the DRP server serves: the RTO's end
+            self.proves = Milestone.SERVICE_VERIFIED
 
     def describe(self) -> list[Change]:
         where = (
@@ -424,6 +449,7 @@ class SendTicket(Step):
 
 class SwitchRecord(Step):
     phase = 60
+    memory = "dns_before"  # the record before the first switch: what a return puts back
 
     def __init__(self, op: Operation, record: DnsRecord, target: str) -> None:
         name = relative_name(record.zone, record.name if record.name != "@" else "")
@@ -445,6 +471,14 @@ class SwitchRecord(Step):
 
     def current(self) -> tuple[str, ...]:
         return self.op.dns.get_records(self.record.zone, self.name, self.record.type).targets
+
+    def remember(self) -> dict[str, Any]:
+        return {
+            "zone": self.record.zone,
+            "name": self.name or "@",
+            "type": self.record.type,
+            "targets": list(self.current()),
+        }
 
     def check(self) -> Check:
         now = self.current()

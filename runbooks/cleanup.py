@@ -33,7 +33,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -41,12 +41,12 @@ from providers import aside
 from providers.database import Aside, engine_for, mysql_aside_files
 from providers.dbcommon import DatabaseState, DbEndpoint, Marker
 from runbooks import connect
-from runbooks.activation import CopyTree, Operation, RestoreDatabase
+from runbooks.activation import Operation
 from runbooks.errors import DrpError, StepFailed, UnsafePlan, VerifyFailed
 from runbooks.inventory import Database
 from runbooks.render import human_bytes
 from runbooks.secrets import Secret
-from runbooks.steps import Applied, Change, Check, ProgressCallback, Step
+from runbooks.steps import Applied, Change, Check, ProgressCallback, Step, Write
 
 RECORD_DIR = ".drp/drills"  # on the DRP server, relative to the SSH user's home
 
@@ -237,13 +237,14 @@ def drill_targets(steps: Sequence[Step]) -> DrillTargets:
     paths: list[str] = []
     databases: list[tuple[str, Database]] = []
     for step in steps:
-        if isinstance(step, CopyTree):
-            written = [step.dest]
-        elif isinstance(step, RestoreDatabase):
-            written = [step.staging]
-            databases.append((step.chosen.set.environment, step.db))
-        else:
-            continue
+        written = []
+        for write in step.writes():
+            if write.role != "drp":
+                continue
+            if write.kind == "files":
+                written.append(write.path)
+            elif write.kind == "database":
+                databases.append((write.environment, write.database))
         for path in written:
             try:
                 clean = aside.normalize_path(path)
@@ -716,9 +717,17 @@ class UnlessReturned(Step):
         super().__init__(inner.key, inner.title)
         self.inner, self.store = inner, store
         self.phase, self.changes_world, self.log = inner.phase, inner.changes_world, inner.log
+        self.parallel, self.proves, self.stage = inner.parallel, inner.proves, inner.stage
+        self.memory = inner.memory
 
     def describe(self) -> list[Change]:
         return self.inner.describe()
+
+    def writes(self) -> list[Write]:
+        return self.inner.writes()
+
+    def remember(self) -> dict[str, Any]:
+        return self.inner.remember()
 
     def check(self) -> Check:
         reason = self.store.frozen()

@@ -112,6 +112,12 @@ class PreflightFinding:
     def ok(self) -> bool:
         return self.record is not None
 
+    @property
+    def sentence(self) -> str:
+        """The reason after the step's title, unless it already starts with it."""
+        title = self.step.title
+        return self.reason if self.reason.startswith(f"{title}:") else f"{title}: {self.reason}"
+
 
 def run_preflight(steps: Sequence[Step]) -> list[PreflightFinding]:
     """Every read-only check, problems collected rather than raised (a plan shows them all)."""
@@ -163,14 +169,14 @@ class OperationRun:
         for finding in findings:
             if finding.record is not None:
                 report.add(finding.record)
-                self.log.info("%s: %s", finding.step.title, finding.reason)
+                self.log.info("%s", finding.sentence)
             else:
-                self.log.error("%s: %s", finding.step.title, finding.reason)
+                self.log.error("%s", finding.sentence)
         report.plan_hash = self.plan.hash
         report.data_loss_seconds = self.runbook.data_loss_at(datetime.now(UTC))
         report.backups = self.runbook.backups
         self.save(report)
-        failures = [f"{f.step.title}: {f.reason}" for f in findings if not f.ok]
+        failures = [f.sentence for f in findings if not f.ok]
         if failures:
             raise StepFailed(
                 "preflight found problems, nothing was changed: " + "; ".join(failures)

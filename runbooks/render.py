@@ -139,6 +139,19 @@ def report_summary_lines(report: Report) -> list[str]:
             f"Order: {o['decision']} by {o['ordered_by']} (reference {o['reference']}) at "
             f"{o['answered_at']} via {o['via']}"
         )
+    if report.kind == "return":
+        lines.append(
+            "Downtime (write freeze to service verified on production): "
+            f"{human_duration(report.downtime_seconds)}"
+        )
+        moved = ", ".join(f"{stage} {human_bytes(n)}" for stage, n in report.bytes_by_stage.items())
+        lines.append(f"Moved: {moved or 'nothing'}")
+        if report.outcome == "succeeded":
+            lines.append(
+                "RPO 0: everything written on the DRP server until the freeze is on "
+                "production (files equal by checksum, rows equal per table)"
+            )
+        return lines
     lines.append(f"RTO (order to service verified): {human_duration(report.rto_seconds)}")
     lines.append(f"RPO (data-loss window): {human_duration(report.data_loss_seconds)}")
     return lines
