@@ -195,6 +195,19 @@ def other_running_lab(paths: topology.LabPaths) -> Path | None:
     return None
 
 
+def require_reachable(paths: topology.LabPaths) -> None:
+    """Refuse, before anything is created, a lab directory the hosts' users could not enter."""
+    existing = [p for p in paths.root.resolve().parents if p.exists()]
+    closed = [p for p in existing if not p.stat().st_mode & stat.S_IXOTH]
+    if closed:
+        raise LabError(
+            f"the lab directory {paths.root} is inside {closed[0]}, which other users cannot "
+            "enter; the lab hosts' users need to reach their homes below it. Unset "
+            f"DRP_LAB_DIR (the default is {topology.DEFAULT_LAB_DIR}) or choose one under /srv "
+            "or /var/tmp; nothing was changed"
+        )
+
+
 def require_no_other_lab(paths: topology.LabPaths) -> None:
     """Refuse, before anything changes, to set up a lab while another one runs."""
     other = other_running_lab(paths)
@@ -260,15 +273,7 @@ def _locked(paths: topology.LabPaths) -> Iterator[None]:
 def _prepare(paths: topology.LabPaths) -> tuple[dict[str, str], list[str]]:
     """Directories, secrets, unix users, keys and host roots; returns (secrets, notes)."""
     notes: list[str] = []
-    paths.root.mkdir(parents=True, exist_ok=True)
-    closed = [p for p in paths.root.resolve().parents if not p.stat().st_mode & stat.S_IXOTH]
-    if closed:
-        raise LabError(
-            f"the lab directory {paths.root} is inside {closed[0]}, which other users cannot "
-            "enter; the lab hosts' users need to reach their homes below it. Unset "
-            f"DRP_LAB_DIR (the default is {topology.DEFAULT_LAB_DIR}) or choose one under /srv "
-            "or /var/tmp"
-        )
+    require_reachable(paths)
     for directory in (paths.root, paths.root / "hosts", paths.root / "data", paths.logs):
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o755)  # the hosts' users must reach their homes below
@@ -440,6 +445,7 @@ def up(files_mb: int | None = None, rows: int | None = None) -> LabStatus:
     require_packages()
     started_at = time.monotonic()
     paths = topology.paths()
+    require_reachable(paths)
     require_no_other_lab(paths)
     with _locked(paths):
         return _up(paths, files_mb, rows, started_at)
@@ -499,6 +505,7 @@ def reset(files_mb: int | None = None, rows: int | None = None) -> LabStatus:
     require_packages()
     started_at = time.monotonic()
     paths = topology.paths()
+    require_reachable(paths)
     require_no_other_lab(paths)
     with _locked(paths):
         previous = seeding.read_seed(paths)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -113,8 +116,16 @@ def test_the_lab_comes_up_from_a_checkout_under_a_private_directory(
     assert webapp.answers_http(production.address, topology.WEB_PORT, timeout=5)
 
 
+@pytest.fixture
+def reachable_dir() -> Iterator[Path]:
+    """An empty directory that any user could reach (pytest's tmp_path is below a 0700 one)."""
+    made = Path(tempfile.mkdtemp(prefix="drp-second-lab ", dir="/var/tmp"))
+    yield made
+    shutil.rmtree(made)
+
+
 def test_a_second_lab_is_refused_while_one_runs(
-    lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    lab, reachable_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another state directory (DRP_LAB_DIR) would take over the running lab's unix users and
     addresses: `up` and `reset` refuse in one line, and the running lab is left as it was."""
@@ -125,7 +136,7 @@ def test_a_second_lab_is_refused_while_one_runs(
     from flows.cli import app
 
     homes = {h.user: pwd.getpwnam(h.user).pw_dir for h in topology.HOSTS}
-    second = tmp_path / "second lab"
+    second = reachable_dir
     monkeypatch.setenv("DRP_LAB_DIR", str(second))
     for command in ("up", "reset"):
         result = CliRunner().invoke(app, ["lab", command])
@@ -137,7 +148,7 @@ def test_a_second_lab_is_refused_while_one_runs(
             f"{lab.paths.root}), or stop it first: `sudo DRP_LAB_DIR={lab.paths.root} drp lab "
             "down`; nothing was changed"
         ]
-    assert not second.exists()
+    assert list(second.iterdir()) == []
     assert {h.user: pwd.getpwnam(h.user).pw_dir for h in topology.HOSTS} == homes
     monkeypatch.delenv("DRP_LAB_DIR")
     assert api.status().all_running

@@ -1,5 +1,6 @@
-"""`drp lab up` on a machine without the lab's Debian packages: it names them and the script that
-installs them, and changes nothing."""
+"""What `drp lab up` refuses before changing anything: a machine without the lab's Debian
+packages (it names them and the script that installs them), a lab directory that the hosts'
+users could not enter."""
 
 from __future__ import annotations
 
@@ -82,3 +83,26 @@ def test_cli_refuses_in_one_line_and_changes_nothing(without_knot: Path, command
     assert "bash scripts/setup.sh" in lines[0]
     assert "Traceback" not in result.output
     assert not without_knot.exists()  # no state directory, no lock, no secrets
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="`drp lab up` asks for root before anything else")
+def test_a_lab_directory_others_cannot_enter_is_refused_before_it_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "REQUIRED_PROGRAMS", (("/bin/sh", "dash"),))
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    state = private / "lab state"
+    monkeypatch.setenv("DRP_LAB_DIR", str(state))
+
+    result = runner.invoke(app, ["lab", "up"])
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"error: the lab directory {state} is inside {private}, which other users cannot "
+        "enter; the lab hosts' users need to reach their homes below it. Unset DRP_LAB_DIR "
+        "(the default is /var/lib/drp-lab) or choose one under /srv or /var/tmp; nothing was "
+        "changed"
+    ]
+    assert not state.exists()
