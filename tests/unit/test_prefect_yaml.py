@@ -22,8 +22,12 @@ def test_deployment_entrypoint_loads(deployment: dict, monkeypatch: pytest.Monke
     assert "config" in accepted  # or DRP_CONFIG on the worker
 
 
-def test_activation_and_drill_are_deployed_without_a_schedule() -> None:
+def test_activation_drill_and_return_are_deployed_without_a_schedule() -> None:
     by_entry = {d["entrypoint"]: d for d in DEPLOYMENTS}
-    for entry in ("flows/activate.py:drp_activate", "flows/drill.py:drp_drill"):
+    for entry in (
+        "flows/activate.py:drp_activate",
+        "flows/drill.py:drp_drill",
+        "flows/returning.py:drp_return",
+    ):
         assert entry in by_entry
         assert not by_entry[entry].get("schedules")  # started by a person, never by a clock
