@@ -22,11 +22,12 @@ Every timed run opens its own connection (an ssh process, or a new drp `SshHost`
 into a new directory or database; a warm-up run first puts the source data in the page cache,
 and `sync` before each run keeps one run's writeback from being charged to the next. Besides
 wall time, each run records the CPU time spent on this machine (the ssh client for RAW, drp's
-own process for DRP). The benchmark holds the lab's session lock (`.lab/sessions.lock`) so that
-no test session uses the lab meanwhile. Everything it creates (directories on production and
-drp, databases on drp) is removed at the end, failures included, and production is seeded back
-to its previous size unless `--keep-lab-size`. Overhead = (drp - raw) / raw of the medians. It
-exits 0 whatever the figures (it measures, it does not judge), 1 if the benchmark itself failed.
+own process for DRP). The benchmark holds the lab's session lock (`sessions.lock` in the lab's
+state directory) so that no test session uses the lab meanwhile. Everything it creates
+(directories on production and drp, databases on drp) is removed at the end, failures included,
+and production is seeded back to its previous size unless `--keep-lab-size`. Overhead =
+(drp - raw) / raw of the medians. It exits 0 whatever the figures (it measures, it does not
+judge), 1 if the benchmark itself failed.
 """
 
 from __future__ import annotations
@@ -256,7 +257,7 @@ def tool_versions() -> dict[str, str]:
 def lab_to_ourselves(say: Callable[[str], None]) -> Iterator[None]:
     """Hold the lab's session lock exclusively for the whole benchmark.
 
-    Test sessions hold `.lab/sessions.lock` shared while they use the lab. The benchmark
+    Test sessions hold the lab's `sessions.lock` shared while they use the lab. The benchmark
     re-seeds production and needs a quiet lab for fair figures, so it waits for running
     sessions to end, and new ones wait for it.
     """

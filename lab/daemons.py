@@ -1,7 +1,7 @@
 """What the lab knows about a daemon it runs: how to start it and how to tell it is ready.
 
 Each lab service module (sshd, PostgreSQL, MariaDB, Knot, web, OVH emulator) builds `Daemon`
-values; the lab's supervisor starts them detached, records their pid under `.lab/run/`, waits
+values; the lab's supervisor starts them detached, records their pid under `<lab>/run/`, waits
 for `ready()` and stops them on `drp lab down`.
 """
 

@@ -8,7 +8,7 @@ directly (by the RFC 2136 provider, say) is gone after the next OVH refresh.
 
 Persistence: updates are kept in Knot's journal and the zone file is rewritten right after
 each update (`zonefile-sync: 0`), so a restart serves the last state and the zone file under
-`.lab/data/dns/zones/` always shows what Knot serves. We write the zone file only when it is
+`<lab>/data/dns/zones/` always shows what Knot serves. We write the zone file only when it is
 absent: once the lab runs, the zone changes through updates and Knot owns the file.
 """
 

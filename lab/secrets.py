@@ -1,4 +1,4 @@
-"""The lab's secrets: generated once, kept in `.lab/lab.env` (mode 0600), reused afterwards.
+"""The lab's secrets: generated once, kept in `<lab>/lab.env` (mode 0600), reused afterwards.
 
 `config/lab.yaml` refers to them as `env:NAME`; tests and the lab itself read them with
 `load_secrets`. Values are never printed.

@@ -1,6 +1,6 @@
 """SSH keys of the lab: host keys, the operator key, each host user's key, known_hosts files.
 
-Keys live under `.lab/keys/` (root only) and survive `drp lab reset`; each host's `~/.ssh` is
+Keys live under `<lab>/keys/` (root only) and survive `drp lab reset`; each host's `~/.ssh` is
 rebuilt from them on every `up`. Every lab host trusts the operator key and the keys of the
 other lab hosts' users, so rsync started on one host can pull from another with host keys
 checked against `~/.ssh/known_hosts` (StrictHostKeyChecking=yes).

@@ -1,7 +1,7 @@
 """Starts the lab's daemons detached, knows which are running, stops them all.
 
 Each daemon runs in its own session (so a terminal's Ctrl-C does not reach it), writes to
-`.lab/logs/NAME.log`, and is recorded in `.lab/run/NAME.pid` (the pid) and `.lab/run/NAME.json`
+`<lab>/logs/NAME.log`, and is recorded in `<lab>/run/NAME.pid` (the pid) and `<lab>/run/NAME.json`
 (pid, start time, argv, address, port). A recorded pid counts as our daemon only while its
 start time and command line still match, so a pid the kernel has since reused is never
 signalled. A zombie counts as stopped: on machines whose PID 1 reaps orphans slowly a stopped

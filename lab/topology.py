@@ -4,7 +4,7 @@ Every lab component (daemons, seed data, the OVH emulator, `config/lab.yaml`, te
 these values. The lab's state lives under one directory, `/var/lib/drp-lab` unless `DRP_LAB_DIR`
 names another: never inside the checkout, which may sit in a home (such as /root) that the lab
 hosts' users cannot enter. One lab runs per machine (its addresses are fixed); every checkout on
-the machine finds it there.
+the machine finds it there. Comments in the lab's modules write that directory `<lab>/`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ OVH_ENDPOINT_NAME = "drp-lab"
 TSIG_KEY_NAME = "drp-lab-key"
 TSIG_ALGORITHM = "hmac-sha256"
 
-# Names in the lab's secrets file (`.lab/lab.env`), referenced from config/lab.yaml as `env:NAME`.
+# Names in the lab's secrets file (`<lab>/lab.env`), referenced from config/lab.yaml as `env:NAME`.
 SECRET_NAMES = (
     "DRP_LAB_PG_PASSWORD",
     "DRP_LAB_MYSQL_PASSWORD",

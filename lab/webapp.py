@@ -357,7 +357,12 @@ def install_code(paths: topology.LabPaths) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve a lab host's sample application.")
     parser.add_argument("--host", required=True, help="lab host name, e.g. production or drp")
-    parser.add_argument("--lab-dir", type=Path, default=None, help="lab directory (.lab)")
+    parser.add_argument(
+        "--lab-dir",
+        type=Path,
+        default=None,
+        help="the lab's state directory (default: $DRP_LAB_DIR, else /var/lib/drp-lab)",
+    )
     args = parser.parse_args(argv)
     lab_paths = topology.LabPaths(args.lab_dir) if args.lab_dir else topology.paths()
     host = topology.host(args.host)

@@ -86,7 +86,7 @@ def _flock(handle: IO[str], mode: int, timeout: float) -> bool:
 def lab(_isolated_environment: Path) -> Iterator[LabHandle]:
     """The local lab, running: brought up (through lab.api) unless it already runs.
 
-    Test sessions on one machine share the lab: each holds `.lab/sessions.lock` shared, and a
+    Test sessions on one machine share the lab: each holds `<lab>/sessions.lock` shared, and a
     test that stops or resets the lab does so inside `lab.exclusive()`. A session that started
     the lab stops it at the end unless another session is still using it; a lab that was
     running before the tests stays running. Mark tests that use it with `@pytest.mark.lab`.
