@@ -43,12 +43,14 @@ from providers.dbcommon import DatabaseState, DbEndpoint, Marker
 from runbooks import connect
 from runbooks.activation import Operation
 from runbooks.errors import DrpError, StepFailed, UnsafePlan, VerifyFailed
-from runbooks.inventory import Database
+from runbooks.inventory import Database, DatabaseRole
 from runbooks.render import human_bytes
 from runbooks.secrets import Secret
 from runbooks.steps import Applied, Change, Check, ProgressCallback, Step, Write
 
 RECORD_DIR = ".drp/drills"  # on the DRP server, relative to the SSH user's home
+# The side a drill writes to and puts back: the steps take it as a role, named here only.
+TARGET: DatabaseRole = "drp"
 
 
 def record_dir(operation_id: str) -> str:
@@ -161,7 +163,7 @@ class PriorStateStore:
         self._frozen: str | None = None
 
     def load(self) -> PriorState | None:
-        text = aside.read_file(self.op.pool["drp"], self.path)
+        text = aside.read_file(self.op.pool[TARGET], self.path)
         if text is None:
             return None
         try:
@@ -183,7 +185,7 @@ class PriorStateStore:
         return state
 
     def save(self, state: PriorState) -> None:
-        aside.write_file(self.op.pool["drp"], self.path, state.model_dump_json(indent=2) + "\n")
+        aside.write_file(self.op.pool[TARGET], self.path, state.model_dump_json(indent=2) + "\n")
 
     def returned(self) -> str | None:
         """Why nothing more may run, once this drill put the DRP server back (else None)."""
@@ -239,7 +241,7 @@ def drill_targets(steps: Sequence[Step]) -> DrillTargets:
     for step in steps:
         written = []
         for write in step.writes():
-            if write.role != "drp":
+            if write.role != TARGET:
                 continue
             if write.kind == "files":
                 written.append(write.path)
@@ -285,7 +287,7 @@ class _Db:
 
     @property
     def endpoint(self) -> DbEndpoint:
-        return connect.db_endpoint(self.op.site, self.db, "drp")
+        return connect.db_endpoint(self.op.site, self.db, TARGET)
 
     @property
     def password(self) -> Secret:
@@ -323,7 +325,7 @@ class _Db:
         )
 
     def aside_parts(self, record: DatabaseRecord) -> dict[str, bool]:
-        drp = self.op.pool["drp"]
+        drp = self.op.pool[TARGET]
         return self.engine.aside_parts(drp, self.endpoint, self.password, self.aside_of(record))
 
 
@@ -398,7 +400,7 @@ class SetAsideDrpState(Step):
         if state is None:  # never read again once recorded: a resume goes by the record
             state = self._record()
             self.store.save(state)
-        drp = self.op.pool["drp"]
+        drp = self.op.pool[TARGET]
         moved: list[str] = []
         for record in state.paths:
             if record.existed and aside.set_aside_path(drp, record.path, record.aside):
@@ -419,7 +421,7 @@ class SetAsideDrpState(Step):
 
     def verify(self) -> Check:
         state = self.store.require()
-        drp = self.op.pool["drp"]
+        drp = self.op.pool[TARGET]
         problems = []
         existing = [p for p in state.paths if p.existed]
         there = aside.probe(drp, [x for p in existing for x in (p.path, p.aside)])
@@ -442,7 +444,7 @@ class SetAsideDrpState(Step):
         return self.check()
 
     def _record(self) -> PriorState:
-        drp = self.op.pool["drp"]
+        drp = self.op.pool[TARGET]
         op_id = self.op.operation_id
         aside.make_dir(drp, record_dir(op_id))
         asides = {p: aside.aside_path(p, op_id) for p in self.targets.paths}
@@ -501,7 +503,7 @@ class SetAsideDrpState(Step):
         )
         record.counts = db.counts()
         kept = db.engine.aside_for(
-            self.op.pool["drp"], db.endpoint, db.password, self.op.operation_id, db.aside_dir
+            self.op.pool[TARGET], db.endpoint, db.password, self.op.operation_id, db.aside_dir
         )
         record.aside, record.marker_dump, record.checksums = (
             kept.kept,
@@ -513,7 +515,7 @@ class SetAsideDrpState(Step):
 
     def _set_aside_database(self, db: _Db, record: DatabaseRecord) -> bool:
         """Move one database out of the way; False when it already was."""
-        drp = self.op.pool["drp"]
+        drp = self.op.pool[TARGET]
         return db.engine.set_aside(drp, db.endpoint, db.password, db.aside_of(record))
 
 
@@ -539,7 +541,7 @@ class RestoreDrpTree(Step):
 
     def problems(self, record: PathRecord) -> str:
         """What differs from before the drill (empty: the same)."""
-        drp = self.op.pool["drp"]
+        drp = self.op.pool[TARGET]
         if not record.existed:
             target = record.created or record.path
             if aside.probe(drp, [target])[target]:
@@ -576,7 +578,7 @@ class RestoreDrpTree(Step):
 
     def apply(self, progress: ProgressCallback | None = None) -> Applied:
         record = self.store.begin_put_back().path(self.path)
-        drp = self.op.pool["drp"]
+        drp = self.op.pool[TARGET]
         if not record.existed:
             target = record.created or record.path
             aside.remove_created(drp, target)
@@ -646,8 +648,9 @@ class RestoreDrpDatabase(Step):
         if not record.existed:
             db.engine.drop_own(db.endpoint, db.password, self.op.operation_id)
             return Applied(f"dropped the drill's restore of drp/{db.name}")
+        runner = self.op.pool[TARGET]
         done = db.engine.put_back(
-            self.op.pool["drp"], db.endpoint, db.password, db.aside_of(record), self.op.operation_id
+            runner, db.endpoint, db.password, db.aside_of(record), self.op.operation_id
         )
         return Applied(done)
 
@@ -671,7 +674,7 @@ class RestoreDrpState(Step):
         return [
             Change(
                 "check",
-                "drp",
+                connect.host_name(TARGET),
                 f"{len(self.trees)} paths and {len(self.databases)} databases as recorded "
                 f"in drp:{self.store.path}",
             )
@@ -695,7 +698,7 @@ class RestoreDrpState(Step):
                 "the DRP server is not as before the drill: " + "; ".join(wrong) + f" (record: "
                 f"drp:{self.store.path}; run again to retry the put-back steps)"
             )
-        drp = self.op.pool["drp"]
+        drp = self.op.pool[TARGET]
         for record in state.paths:  # the last renames changed them again
             aside.restore_mtime(drp, record.anchor, record.anchor_mtime)
         state.status = "restored"
