@@ -249,11 +249,45 @@ class MoveDatabase(Step):
             Write(TARGET, "files", self.dumps, self.env.name),
         ]
 
-    def check(self) -> Check:
-        decision = self.engine.restore_decision(
-            self._endpoint(TARGET), self._password, self.backup_id, force=True
+    def _differences(self) -> str:
+        """The tables whose rows differ between the two sides (empty: the same)."""
+        there = self.engine.table_counts(self._endpoint(SOURCE), self._password)
+        here = self.engine.table_counts(self._endpoint(TARGET), self._password)
+        wrong = sorted(t for t in {*there, *here} if there.get(t) != here.get(t))
+        return ", ".join(
+            f"{t}: {here.get(t)} rows on {connect.host_name(TARGET)}, {there.get(t)} on "
+            f"{connect.host_name(SOURCE)}"
+            for t in wrong
         )
-        return Check(decision.action == "skip", decision.reason)
+
+    def check(self) -> Check:
+        """Done when production holds a complete copy made by this return (drp's marker) AND
+        the rows of every table are the same on both sides: a marker alone proves nothing if
+        the source changed since, or the copy was altered."""
+        where = f"{connect.host_name(TARGET)}/{self.db.name}"
+        marker = self.engine.read_marker(self._endpoint(TARGET), self._password)
+        if (
+            marker is None
+            or not marker.complete
+            or not marker.backup_id.startswith(f"{self.backup_id}/")
+        ):
+            decision = self.engine.restore_decision(
+                self._endpoint(TARGET), self._password, self.backup_id, force=True
+            )
+            return Check(False, decision.reason)
+        differ = self._differences()
+        if differ:
+            return Check(
+                False,
+                f"{where} holds a copy made by this return, but rows differ: {differ}; "
+                "copying again (the current content kept aside)",
+            )
+        return Check(
+            True,
+            f"{where} holds the copy of {marker.backup_id} made at "
+            f"{marker.restored_at:%Y-%m-%d %H:%M:%S} UTC, and every table has the same rows "
+            f"on {connect.host_name(SOURCE)}",
+        )
 
     def apply(self, progress: ProgressCallback | None = None) -> Applied:
         source, target = self.ctx.pool[SOURCE], self.ctx.pool[TARGET]
@@ -276,7 +310,7 @@ class MoveDatabase(Step):
             f"{self.dumps}/{attempt}",
             self._endpoint(TARGET),
             self._password,
-            backup_id=self.backup_id,
+            backup_id=f"{self.backup_id}/{attempt}",
             manifest_digest=dumped.sha256,
             operation_id=self.ctx.operation_id,
             force=True,
@@ -295,16 +329,7 @@ class MoveDatabase(Step):
         state = self.check()
         if not state.done:
             return state
-        there = self.engine.table_counts(self._endpoint(SOURCE), self._password)
         here = self.engine.table_counts(self._endpoint(TARGET), self._password)
-        if there != here:
-            wrong = sorted(t for t in {*there, *here} if there.get(t) != here.get(t))
-            listed = ", ".join(
-                f"{t}: {here.get(t)} rows on {connect.host_name(TARGET)}, {there.get(t)} on "
-                f"{connect.host_name(SOURCE)}"
-                for t in wrong
-            )
-            return Check(False, f"row counts differ: {listed}")
         return Check(
             True,
             f"{len(here)} tables, {sum(here.values())} rows, the same on "

@@ -60,6 +60,7 @@ def _inventory(directory: Path, provider: str) -> Path:
             "tsig_algorithm": topology.TSIG_ALGORITHM,
             "tsig_secret": "env:DRP_LAB_TSIG_SECRET",
             "zones": [topology.ZONE],
+            "nameservers": [{"address": topology.DNS_ADDRESS, "port": topology.DNS_PORT}],
         }
     path = directory / f"lab-{provider}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -148,7 +149,8 @@ def _files(site: Site, role: str, path: str) -> dict[str, str]:
             )
             .stdout
         )
-    return {line.split(None, 1)[1].strip(): line.split(None, 1)[0] for line in out.splitlines()}
+    pairs = (line.split(None, 1) for line in out.splitlines())
+    return {name.strip().removeprefix("./"): digest for digest, name in pairs}
 
 
 def _exists(site: Site, role: str, path: str) -> bool:
@@ -174,20 +176,24 @@ def _write_on_drp(site: Site) -> int:
             (first, f"DRP-{first}"),
         )
     my.close()
-    script = (
-        'cd "$1" && echo "written during the outage" > drp-new.txt '
-        '&& echo "changed during the outage" >> index.html '
-        '&& victim=$(find . -type f -name "*.txt" ! -name drp-new.txt | sort | head -1) '
-        '&& printf %s "$victim" > ../deleted-name && rm -- "$victim"'
-    )
+    # A file both sides held before the outage, deleted on the DRP server during it.
+    victim = f"uploads/victim-{first}.txt"
     with connect.HostPool(site) as pool:
-        pool["drp"].run(["sh", "-c", script, "sh", WWW])
+        for role in ("production", "drp"):
+            pool[role].run(["sh", "-c", 'mkdir -p "$(dirname "$1")" && echo before > "$1"',
+                            "sh", f"{WWW}/{victim}"])  # fmt: skip
+        script = (
+            'cd "$1" && echo "written during the outage" > drp-new.txt '
+            '&& echo "changed during the outage" >> index.html && rm -- "$2" '
+            '&& printf %s "$2" > ../deleted-name'
+        )
+        pool["drp"].run(["sh", "-c", script, "sh", WWW, victim])
     return first
 
 
 def _deleted_name(site: Site) -> str:
     with connect.HostPool(site) as pool:
-        return pool["drp"].run(["cat", "srv/app/deleted-name"]).stdout.strip().lstrip("./")
+        return pool["drp"].run(["cat", "srv/app/deleted-name"]).stdout.strip().removeprefix("./")
 
 
 def _activate(api_url: str, inventory: Path, op: str) -> None:
@@ -205,7 +211,7 @@ def test_activate_write_on_drp_then_return_puts_everything_on_production(
 ) -> None:
     inventory = _inventory(tmp_path, provider)
     site = load_site(inventory)
-    _activate(prefect_server.api_url, inventory, f"activate-cycle-{provider}")
+    _activate(prefect_server.api_url, inventory, f"activate-cycle-{provider}-{int(time.time())}")
     _write_on_drp(site)
     deleted = _deleted_name(site)
     drp_rows, drp_files = _rows(site, "drp"), _files(site, "drp", WWW)
@@ -217,7 +223,7 @@ def test_activate_write_on_drp_then_return_puts_everything_on_production(
     assert "DNS goes back to the values recorded before activation" in planned.stdout
     assert "estimated" in planned.stdout and "Data to copy before the freeze" in planned.stdout
 
-    op = f"return-cycle-{provider}"
+    op = f"return-cycle-{provider}-{int(time.time()) % 100000}"
     done = drp_cli(prefect_server.api_url, "return", "-c", str(inventory), "--operation-id", op,
                    "--order-by", "Jane Doe", "--reference", "1STKYC-71")  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -315,7 +321,7 @@ def _kill_when(process: subprocess.Popen[str], ready: Any, what: str, timeout: f
     process.wait()
 
 
-def test_a_return_killed_during_a_copy_and_during_an_import_finishes_when_run_again(
+def test_a_return_killed_during_the_files_and_during_a_database_finishes_when_run_again(
     reports: Path, prefect_server, tmp_path: Path, lab_as_found
 ) -> None:
     inventory = _inventory(tmp_path, "ovh")
@@ -328,14 +334,15 @@ def test_a_return_killed_during_a_copy_and_during_an_import_finishes_when_run_ag
     op = "return-kill-1"
 
     log = tmp_path / "return.log"
-    first = _start_return(prefect_server.api_url, inventory, op, log, "--bwlimit", "1000")
+    first = _start_return(prefect_server.api_url, inventory, op, log, "--bwlimit", "2000")
     # The copy itself (a dry run, which checks, has no progress output).
     _kill_when(first, lambda: _running_on(site, "production", "^rsync .*progress2"),
                "a copy on production")  # fmt: skip
     time.sleep(1.0)  # part of the big file is across
-    second = _start_return(prefect_server.api_url, inventory, op, log)
-    _kill_when(second, lambda: _running_on(site, "production", "pg_restore|mariadb "),
-               "an import on production")  # fmt: skip
+    # Again, rate-limited, killed while a database crosses from the DRP server to production.
+    second = _start_return(prefect_server.api_url, inventory, op, log, "--bwlimit", "300")
+    _kill_when(second, lambda: _running_on(site, "production", "^rsync .*/databases/"),
+               "a database move")  # fmt: skip
     assert _exists(site, "production", FLAG)  # in maintenance while half-restored
 
     third = _start_return(prefect_server.api_url, inventory, op, log)
