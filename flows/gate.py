@@ -21,8 +21,9 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 
+from flows.order_form import Order, order_form
 from runbooks.errors import DrpError
-from runbooks.gate import GateTimeout, Order, OrderRecord, order_form, order_problems
+from runbooks.gate import GateTimeout, OrderRecord, order_problems
 
 POLL_SECONDS = 2
 

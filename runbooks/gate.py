@@ -1,7 +1,7 @@
-"""The order gate: the run waits for the customer's order, shown the activation brief.
+"""The order gate, what is decided of an answer: is it an order, and what the report keeps.
 
-The gate is a Prefect pause (or suspend, for runs from a deployment) with typed input: the Prefect
-UI renders the brief (markdown) above a form built from `Order`'s JSON schema; `drp approve`
+The form itself is Prefect's (`flows.gate.Order`, a pause or suspend with typed input whose JSON
+schema the UI renders under the brief); this module knows nothing of Prefect. `drp approve`
 answers through the same API. An incomplete answer (no name, data loss not acknowledged) is
 refused with a clear message and the gate opens again; a refusal or a timeout ends the run with
 nothing changed.
@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
-
-from prefect.input import RunInput
-from pydantic import ConfigDict, Field
+from typing import Any, Literal, Protocol
 
 from runbooks.errors import DrpError
 
@@ -22,37 +19,17 @@ DEFAULT_TIMEOUT_SECONDS = 24 * 3600
 Decision = Literal["activate", "refuse"]
 
 
-class Order(RunInput):
-    """The form shown to the person who orders (1stKYC in the plan)."""
+class Answer(Protocol):
+    """An answer to the order form, whatever carries it (the Prefect form, a terminal)."""
 
-    ordered_by: str = Field(
-        min_length=2,
-        description="Who gives the order: full name, as known to the operations team.",
-        title="Ordered by",
-    )
-    reference: str = Field(
-        min_length=1,
-        description="Reference of the order: ticket number, e-mail subject or call log entry.",
-        title="Order reference",
-    )
-    decision: Decision = Field(
-        default="refuse",
-        description="activate: go ahead with the plan shown above. refuse: stop, change nothing.",
-        title="Decision",
-    )
-    data_loss_acknowledged: bool = Field(
-        default=False,
-        description="I understand that data written after the backups shown above will be lost.",
-        title="Data loss acknowledged",
-    )
-    plan_hash: str = Field(
-        default="",
-        description="The plan hash shown above; leave it as it is.",
-        title="Plan hash",
-    )
+    ordered_by: str
+    reference: str
+    decision: str
+    data_loss_acknowledged: bool
+    plan_hash: str
 
 
-def order_problems(order: Order, plan_hash: str) -> list[str]:
+def order_problems(order: Answer, plan_hash: str) -> list[str]:
     """Why an answer cannot be taken as an order; empty when it can."""
     problems = []
     if len(order.ordered_by.strip()) < 2:
@@ -90,7 +67,7 @@ class OrderRecord:
     via: str  # "prefect-ui/api", "terminal", "drill option"
 
     @classmethod
-    def from_order(cls, order: Order, via: str) -> OrderRecord:
+    def from_order(cls, order: Answer, via: str) -> OrderRecord:
         return cls(
             ordered_by=order.ordered_by.strip(),
             reference=order.reference.strip(),
@@ -112,49 +89,3 @@ class OrderRecord:
             "answered_at": self.answered_at.isoformat(),
             "via": self.via,
         }
-
-
-def order_form(
-    brief_markdown: str, plan_hash: str, ordered_by: str = "", reference: str = ""
-) -> type[Order]:
-    """The form for one plan: the brief above it, the hash and the decision prefilled.
-
-    A form opened again after an answer that was not taken shows the name and reference typed
-    then (`ordered_by`, `reference`) as defaults; both stay required, and the data-loss
-    acknowledgement is asked again. (`RunInput.with_initial_data` would drop the fields'
-    descriptions that the UI shows.)
-    """
-    fields = Order.model_fields
-    approved = plan_hash
-
-    def typed(name: str, value: str, min_length: int) -> Any:
-        """A required text field prefilled with what was typed (the UI shows the default)."""
-        info = fields[name]
-        return Field(
-            min_length=min_length,
-            description=info.description,
-            title=info.title,
-            json_schema_extra={"default": value} if value.strip() else None,
-        )
-
-    name_field = typed("ordered_by", ordered_by, 2)
-    reference_field = typed("reference", reference, 1)
-
-    class OrderForm(Order):
-        model_config = ConfigDict(**{**Order.model_config, "title": "Order"})
-
-        ordered_by: str = name_field
-        reference: str = reference_field
-        decision: Decision = Field(
-            default="activate",
-            description=fields["decision"].description,
-            title=fields["decision"].title,
-        )
-        plan_hash: str = Field(
-            default=approved,
-            description=fields["plan_hash"].description,
-            title=fields["plan_hash"].title,
-        )
-
-    OrderForm._description = brief_markdown
-    return OrderForm

@@ -158,13 +158,13 @@ class SecretRef:
         """`resolve()` for async code (Prefect blocks are loaded with the async client)."""
         if self.scheme == "env":
             return _resolve_env(self, list(env_files))
-        from prefect.blocks.system import Secret as SecretBlock
+        from providers.prefect_secrets import aload_secret_block
 
         try:
-            block: Any = await SecretBlock.aload(self.name)
+            value = await aload_secret_block(self.name)
         except Exception as err:
             _prefect_secret_failed(self, err)
-        return Secret(str(block.get()))
+        return Secret(value)
 
     # -- pydantic integration ----------------------------------------------------------------
 
@@ -273,14 +273,13 @@ def _resolve_env(ref: SecretRef, env_files: list[Path]) -> Secret:
 
 
 def _resolve_prefect_secret(ref: SecretRef) -> Secret:
-    from prefect.blocks.system import Secret as SecretBlock
+    from providers.prefect_secrets import load_secret_block
 
     try:
-        # `_sync=True`: this function is sync even when called under an event loop.
-        block: Any = SecretBlock.load(ref.name, _sync=True)  # type: ignore[call-arg]
+        value = load_secret_block(ref.name)
     except Exception as err:
         _prefect_secret_failed(ref, err)
-    return Secret(str(block.get()))
+    return Secret(value)
 
 
 def _prefect_secret_failed(ref: SecretRef, err: Exception) -> NoReturn:

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import pytest
 
-from runbooks.gate import order_form
+from flows.order_form import order_form
 from runbooks.operation import check_operation_id, derived_operation_id
 
 RUN = UUID("7f3a9c01-5b2e-4d6f-8a90-1b2c3d4e5f60")

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from flows.order_form import Order
 from runbooks.errors import StepFailed, UnsafePlan, VerifyFailed
-from runbooks.gate import Order, order_problems
+from runbooks.gate import order_problems
 from runbooks.operation import check_operation_id, new_operation_id
 from runbooks.plan import Plan
 from runbooks.render import data_loss_sentence, human_duration, report_markdown
