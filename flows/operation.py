@@ -1,4 +1,5 @@
-"""What the operation flows share: the operation id, the report, the brief, and `run_engine`,
+"""What the operation flows share: the operation id, the report, the brief, `run_operation`
+(activation, drill), `run_return`, and `run_engine`,
 which runs a runbook on the engine (`runbooks.engine`) with Prefect's parts plugged in: steps as
 cached tasks (`flows.tasks`), the order gate as a pause or suspend (`flows.gate`), the report as
 an artifact. Everything before the gate is read-only: a suspended run that starts again from the
@@ -26,6 +27,7 @@ from runbooks.inventory import Site
 from runbooks.plan import Plan
 from runbooks.render import data_loss_sentence, human_duration, plan_markdown
 from runbooks.report import Report, load_report, report_path, save_report
+from runbooks.returning import prepare_return
 from runbooks.services import reports_dir
 
 
@@ -199,3 +201,43 @@ def _backups(operation: Operation) -> list[dict[str, Any]]:
                          "set_id": d.set.set_id,
                          "time": d.captured.isoformat(timespec="seconds")})  # fmt: skip
     return rows
+
+
+def run_return(
+    config: str | None,
+    operation_id: str | None,
+    environments: list[str] | None,
+    gate_timeout_seconds: int,
+    force: bool,
+    bwlimit_kib: int | None = None,
+) -> dict[str, Any]:
+    """The return to production (`runbooks.returning`) on the engine."""
+    log = get_run_logger()
+    site = site_from(config)
+    given = operation_id
+    operation_id = operation_id_for_run("return", given)
+    report = load_or_start_report(site, operation_id, "return")
+    directory = reports_dir(site)
+    log.info("Operation %s (return of %s, %s); report: %s", operation_id, site.name,
+             "as given" if given else "named after this flow run",
+             report_path(directory, operation_id))  # fmt: skip
+    try:
+        prepared = prepare_return(
+            site, operation_id, environments, force=force, bwlimit_kib=bwlimit_kib
+        )
+    except DrpError as err:
+        report.finish("failed", f"preflight could not read the two sides: {err}")
+        save_report(report, directory)
+        raise
+    try:
+        return run_engine(
+            prepared.runbook,
+            prepared.plan,
+            report,
+            directory,
+            prepared.findings,
+            prepared.brief,
+            gate_timeout_seconds,
+        )
+    finally:
+        prepared.close()

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
-from flows.operation import load_or_start_report, run_engine
-from flows.operation_ids import operation_id_for_run
-from runbooks.connect import site_from
-from runbooks.errors import DrpError
+from flows.operation import run_return
 from runbooks.gate import DEFAULT_TIMEOUT_SECONDS
-from runbooks.report import report_path, save_report
-from runbooks.returning import prepare_return
-from runbooks.services import reports_dir
 
 
 @flow(name="drp-return", log_prints=True, persist_result=True)
@@ -33,30 +27,4 @@ def drp_return(
     Run it again with the same `operation_id` to resume. `force` switches a DNS record even
     when its current value is neither the DRP server's nor production's.
     """
-    log = get_run_logger()
-    site = site_from(config)
-    operation_id = operation_id_for_run("return", operation_id)
-    report = load_or_start_report(site, operation_id, "return")
-    directory = reports_dir(site)
-    log.info("Operation %s (return of %s); report: %s", operation_id, site.name,
-             report_path(directory, operation_id))  # fmt: skip
-    try:
-        prepared = prepare_return(
-            site, operation_id, environments, force=force, bwlimit_kib=bwlimit_kib
-        )
-    except DrpError as err:
-        report.finish("failed", f"preflight could not read the two sides: {err}")
-        save_report(report, directory)
-        raise
-    try:
-        return run_engine(
-            prepared.runbook,
-            prepared.plan,
-            report,
-            directory,
-            prepared.findings,
-            prepared.brief,
-            gate_timeout_seconds,
-        )
-    finally:
-        prepared.close()
+    return run_return(config, operation_id, environments, gate_timeout_seconds, force, bwlimit_kib)
