@@ -16,6 +16,7 @@ A drill runs the same steps without the DNS switch (and with a "drill finished" 
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
 from providers.database import engine_for
@@ -36,6 +37,7 @@ from runbooks.common_steps import (
 from runbooks.context import OperationContext
 from runbooks.inventory import Database, DatabaseRole, Environment, Site, Tree
 from runbooks.render import human_bytes
+from runbooks.secrets import Secret
 from runbooks.steps import (
     Applied,
     Change,
@@ -229,16 +231,58 @@ class RestoreDatabase(Step):
             )
         ]
 
-    def check(self) -> Check:
-        decision = self.engine.restore_decision(
-            self._endpoint(),
-            connect.database_password(self.op.site, self.db),
-            backup_id(self.chosen),
-            force=self.op.force,
+    def _marker_of_this_backup(self) -> bool:
+        """drp's marker says this very backup was restored here (possibly restored again)."""
+        marker = self.engine.read_marker(self._endpoint(), self._password)
+        base = backup_id(self.chosen)
+        return bool(
+            marker
+            and marker.complete
+            and (marker.backup_id == base or marker.backup_id.startswith(f"{base}/again-"))
         )
-        return Check(decision.action == "skip", decision.reason)
+
+    @property
+    def _password(self) -> Secret:
+        return connect.database_password(self.op.site, self.db)
+
+    def _differences(self) -> str:
+        """Tables whose rows differ from the manifest's (empty: as in the manifest)."""
+        counts = self.engine.table_counts(self._endpoint(), self._password)
+        expected = self.chosen.dump.tables
+        return ", ".join(
+            f"{t}: {counts.get(t)} rows, manifest {n}"
+            for t, n in expected.items()
+            if counts.get(t) != n
+        )
+
+    def check(self) -> Check:
+        """Done when drp's marker names this backup AND the rows are the manifest's: a marker
+        alone would skip a database written to since it was restored (after a drill)."""
+        if not self._marker_of_this_backup():
+            decision = self.engine.restore_decision(
+                self._endpoint(), self._password, backup_id(self.chosen), force=self.op.force
+            )
+            return Check(decision.action == "skip", decision.reason)
+        differ = self._differences()
+        where = f"{self.where}/{self.db.name}"
+        if differ:
+            return Check(
+                False,
+                f"{where} holds backup {backup_id(self.chosen)} restored by drp, but was changed "
+                f"since ({differ}): restoring it again, the current content kept aside",
+            )
+        return Check(
+            True,
+            f"backup {backup_id(self.chosen)} already restored on {where}, marker present and "
+            "rows as in the manifest",
+        )
 
     def apply(self, progress: ProgressCallback | None = None) -> Applied:
+        # A database holding this backup but changed since is restored again under another id
+        # (the marker would otherwise make the restore a skip); the changed one is kept aside.
+        restore_id = backup_id(self.chosen)
+        if self._marker_of_this_backup():
+            restore_id = f"{restore_id}/again-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
         receiver = self.op.pool[self.target]
         copied = copy_tree(
             receiver, self.source, self.staging, CopyOptions(bwlimit_kib=self.op.bwlimit_kib)
@@ -250,7 +294,7 @@ class RestoreDatabase(Step):
             self.dump_path,
             self._endpoint(),
             connect.database_password(self.op.site, self.db),
-            backup_id=backup_id(self.chosen),
+            backup_id=restore_id,
             manifest_digest=manifest_digest(self.chosen),
             operation_id=self.op.operation_id,
             force=self.op.force,
@@ -265,19 +309,13 @@ class RestoreDatabase(Step):
         )
 
     def verify(self) -> Check:
-        state = self.check()
-        if not state.done:
-            return state
-        counts = self.engine.table_counts(
-            self._endpoint(), connect.database_password(self.op.site, self.db)
-        )
+        if not self._marker_of_this_backup():
+            where = f"{self.where}/{self.db.name}"
+            return Check(False, f"{where} has no complete drp marker for this backup")
+        differ = self._differences()
+        if differ:
+            return Check(False, f"row counts differ from the manifest: {differ}")
         expected = self.chosen.dump.tables
-        wrong = {t: (counts.get(t), n) for t, n in expected.items() if counts.get(t) != n}
-        if wrong:
-            listed = ", ".join(
-                f"{t}: {got} rows, manifest {want}" for t, (got, want) in wrong.items()
-            )
-            return Check(False, f"row counts differ from the manifest: {listed}")
         return Check(
             True, f"{len(expected)} tables, {sum(expected.values())} rows as in the manifest"
         )

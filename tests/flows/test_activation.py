@@ -383,3 +383,47 @@ def _drop_on_drp(site: Site, db: Any) -> None:
         )
         with conn:
             conn.cursor().execute(f"DROP DATABASE IF EXISTS `{db.name}`")
+
+
+# -- a restored database written to since ------------------------------------------------------
+def test_a_restored_database_changed_since_is_restored_again_and_the_change_kept(
+    site, prefect_server
+) -> None:
+    """drp's marker alone does not make a restore "done": the rows must be the manifest's."""
+    import psycopg
+
+    def drill(op: str) -> None:
+        done = drp_cli(prefect_server.api_url, "drill", "-c", str(LAB_CONFIG), "--operation-id",
+                       op, "--order-by", "Lab Operator", "--reference", "DRILL-8")  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    stamp = int(time.time())
+    drill(f"drill-first-{stamp}")
+    db = site.environments[0].databases[0]
+    endpoint = connect.db_endpoint(site, db, "drp")
+    password = connect.database_password(site, db).reveal()
+
+    def connection() -> psycopg.Connection:
+        return psycopg.connect(host=endpoint.address, port=endpoint.port, user=endpoint.user,
+                               dbname=db.name, password=password, autocommit=True)  # fmt: skip
+
+    def users() -> int:
+        with connection() as conn:
+            return conn.execute("SELECT count(*) FROM users").fetchone()[0]
+
+    restored = users()
+    with connection() as conn:
+        conn.execute(
+            "INSERT INTO users (id, email, full_name, password_hash, created_at, active) "
+            "VALUES (%s, %s, 'Written after the drill', 'x', now(), true)",
+            (800_000_000 + stamp % 1_000_000, f"after-{stamp}@drp.test"),
+        )
+    assert users() == restored + 1
+
+    op = f"drill-again-{stamp}"
+    drill(op)
+    assert users() == restored  # the manifest's rows again
+    report = load_report(reports_dir(site), op)
+    step = next(r for r in report.timeline if r.step == f"restore-app-{db.name}")
+    assert step.outcome.value == "applied" and "kept" in step.reason
+    assert step.details["kept_as"].startswith(f"{db.name}_before_")

@@ -273,11 +273,11 @@ def test_a_record_changed_by_someone_stops_the_switch_back_unless_forced(
 ) -> None:
     inventory = _inventory(tmp_path, "ovh")
     site = load_site(inventory)
-    _activate(prefect_server.api_url, inventory, "activate-changed-1")
+    _activate(prefect_server.api_url, inventory, f"activate-changed-{int(time.time())}")
     provider = dns_provider(site)
     provider.set_records(topology.ZONE, "www", "A", ["127.0.10.99"])  # someone's change
     provider.refresh(topology.ZONE)
-    op = "return-changed-1"
+    op = f"return-changed-{int(time.time()) % 100000}"
     args = ("return", "-c", str(inventory), "--operation-id", op, "--order-by", "Jane Doe",
             "--reference", "1STKYC-72")  # fmt: skip
     stopped = drp_cli(prefect_server.api_url, *args)
@@ -321,32 +321,58 @@ def _kill_when(process: subprocess.Popen[str], ready: Any, what: str, timeout: f
     process.wait()
 
 
-def test_a_return_killed_during_the_files_and_during_a_database_finishes_when_run_again(
+def _report_steps(reports: Path, op: str) -> dict[str, str]:
+    try:
+        data = json.loads((reports / f"{op}.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return {r["step"]: r["outcome"] for r in data.get("timeline", [])}
+
+
+def _big_file_on_drp(site: Site, name: str) -> None:
+    with connect.HostPool(site) as pool:  # enough that a rate-limited copy takes seconds
+        pool["drp"].run(["sh", "-c", f"head -c 6000000 /dev/urandom > {WWW}/{name}"])
+
+
+def test_a_return_killed_in_each_copy_finishes_when_run_again(
     reports: Path, prefect_server, tmp_path: Path, lab_as_found
 ) -> None:
+    """Killed during the pre-sync, during the final sync and during a database's move: each
+    run goes on from where the last one stopped; production stays in maintenance meanwhile."""
     inventory = _inventory(tmp_path, "ovh")
     site = load_site(inventory)
-    _activate(prefect_server.api_url, inventory, "activate-kill-1")
+    stamp = int(time.time()) % 100000
+    _activate(prefect_server.api_url, inventory, f"activate-kill-{stamp}")
     _write_on_drp(site)
-    with connect.HostPool(site) as pool:  # enough to copy that a rate-limited copy takes a while
-        pool["drp"].run(["sh", "-c", f"head -c 6000000 /dev/urandom > {WWW}/drp-big.bin"])
-    drp_rows, drp_files = _rows(site, "drp"), _files(site, "drp", WWW)
-    op = "return-kill-1"
+    _big_file_on_drp(site, "drp-big-1.bin")
+    op, log = f"return-kill-{stamp}", tmp_path / "return.log"
+    copying = "^rsync .*progress2"  # a copy (dry runs, which only check, have no progress)
 
-    log = tmp_path / "return.log"
-    first = _start_return(prefect_server.api_url, inventory, op, log, "--bwlimit", "2000")
-    # The copy itself (a dry run, which checks, has no progress output).
-    _kill_when(first, lambda: _running_on(site, "production", "^rsync .*progress2"),
-               "a copy on production")  # fmt: skip
-    time.sleep(1.0)  # part of the big file is across
-    # Again, rate-limited, killed while a database crosses from the DRP server to production.
-    second = _start_return(prefect_server.api_url, inventory, op, log, "--bwlimit", "300")
-    _kill_when(second, lambda: _running_on(site, "production", "^rsync .*/databases/"),
+    # 1. Killed during the pre-sync (before the freeze: the DRP server still serves).
+    run = _start_return(prefect_server.api_url, inventory, op, log, "--bwlimit", "2000")
+    _kill_when(run, lambda: _running_on(site, "production", copying), "the pre-sync")
+    assert not _exists(site, "drp", FLAG)
+    # 2. Run again; stopped once the pre-sync is done, while customers still write on DRP.
+    run = _start_return(prefect_server.api_url, inventory, op, log)
+    presync = [f"pre-sync-app-{s}" for s in ("files-www", "configs-config")]
+    _kill_when(run, lambda: all(_report_steps(reports, op).get(k) for k in presync),
+               "the end of the pre-sync")  # fmt: skip
+    _big_file_on_drp(site, "drp-big-2.bin")  # written after the pre-sync: the final sync's job
+    # 3. Killed during the final sync (the DRP server frozen, production in maintenance).
+    run = _start_return(prefect_server.api_url, inventory, op, log, "--bwlimit", "2000")
+    _kill_when(run, lambda: _exists(site, "drp", FLAG) and _running_on(site, "production", copying),
+               "the final sync")  # fmt: skip
+    assert _exists(site, "production", FLAG)
+    drp_rows, drp_files = _rows(site, "drp"), _files(site, "drp", WWW)
+    # 4. Killed while a database crosses from the DRP server to production.
+    run = _start_return(prefect_server.api_url, inventory, op, log, "--bwlimit", "300")
+    _kill_when(run, lambda: _running_on(site, "production", "^rsync .*/databases/"),
                "a database move")  # fmt: skip
     assert _exists(site, "production", FLAG)  # in maintenance while half-restored
 
-    third = _start_return(prefect_server.api_url, inventory, op, log)
-    assert third.wait(timeout=600) == 0, log.read_text()[-4000:]
+    # 5. The last run finishes the job.
+    run = _start_return(prefect_server.api_url, inventory, op, log)
+    assert run.wait(timeout=600) == 0, log.read_text()[-4000:]
     assert _rows(site, "production") == drp_rows
     assert _files(site, "production", WWW) == drp_files
     assert knot_answers() == {name: [PRODUCTION] for name in NAMES}
