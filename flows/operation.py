@@ -153,8 +153,9 @@ def run_engine(
         report,
         save=lambda r: save_report(r, directory),
         publish=publish_report,
-        submit=submitter(report.operation_id),
+        submit=submitter(report.operation_id, plan.hash),
         check=submit_check,
+        fresh=submitter(report.operation_id, plan.hash, fresh=True),
         log=log,
     )
     data = run.run(

@@ -17,14 +17,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
 from flows.progress import ArtifactProgress, emit
-from runbooks.engine import Pending
+from runbooks.engine import Pending, Submit
 from runbooks.render import report_markdown
 from runbooks.report import Report
 from runbooks.steps import Step
 
 
 def _step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    return f"drp-{parameters['operation_id']}-{parameters['key']}"
+    """Operation, plan and step: the plan hash covers the backup sets chosen, the targets and
+    the options, so a cached result never stands for another plan. Even then, the engine runs
+    the step's own check before it takes a cached result as done."""
+    return f"drp-{parameters['operation_id']}-{parameters['plan_hash']}-{parameters['key']}"
 
 
 @task(
@@ -34,7 +37,7 @@ def _step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     cache_expiration=timedelta(days=14),
     persist_result=True,
 )
-def run_step_task(step: Step, key: str, operation_id: str) -> dict[str, Any]:
+def run_step_task(step: Step, key: str, operation_id: str, plan_hash: str) -> dict[str, Any]:
     """One world-changing step. Steps that run side by side report progress as artifacts."""
     progress = ArtifactProgress(key) if step.parallel else emit
     return step.run(progress=progress).data
@@ -46,11 +49,13 @@ def run_check_task(step: Step, key: str) -> dict[str, Any]:
     return step.run().data
 
 
-def submitter(operation_id: str):  # type: ignore[no-untyped-def]
-    """The engine's `submit`: a cached task per step of this operation."""
+def submitter(operation_id: str, plan_hash: str, *, fresh: bool = False) -> Submit:
+    """The engine's `submit`: a cached task per step of this operation and plan; with `fresh`,
+    the task runs again whatever the cache holds (and its result replaces the cached one)."""
+    task_ = run_step_task.with_options(refresh_cache=True) if fresh else run_step_task
 
     def submit(step: Step) -> Pending:
-        return run_step_task.submit(step, step.key, operation_id)
+        return task_.submit(step, step.key, operation_id, plan_hash)
 
     return submit
 

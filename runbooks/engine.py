@@ -146,19 +146,21 @@ class OperationRun:
     publish: Callable[[Report], None] = lambda _report: None
     submit: Submit = run_here
     check: Submit = run_here
+    fresh: Submit = run_here  # runs a step again, bypassing any cache
     log: logging.Logger | logging.LoggerAdapter[Any] = field(
         default_factory=lambda: logging.getLogger("drp.engine")
     )
 
     def run(self, findings: Sequence[PreflightFinding], gate: Gate) -> dict[str, Any]:
+        self.report.begin_run()
         try:
             self._preflight(findings)
             if not self._ordered(gate):
                 return self.report.data
             self.run_steps(self.runbook.steps)
-        except DrpError as err:
+        except Exception as err:  # whatever stops the run, the report says so
             if self.report.outcome == "running":  # a timed-out gate has already said so
-                self._finish("failed", str(err))
+                self._finish("failed", str(err) or type(err).__name__)
             raise
         self._finish("succeeded", self.runbook.done)
         return self.report.data
@@ -218,23 +220,20 @@ class OperationRun:
                 (step, self.submit(step) if step.changes_world else self.check(step))
                 for step in group
             ]
-            failures: list[DrpError] = []
+            failures: list[Exception] = []
             for step, under_way in pending:
                 try:
                     record = StepRecord.from_data(under_way.result())
-                except DrpError as err:
+                    if record.started < run_started:  # from the cache: done in an earlier run
+                        record = self._confirm_cached(step, record)
+                except Exception as err:  # any error of a step is that step's failure
                     now = datetime.now(UTC)
-                    record = StepRecord(step.key, step.title, Outcome.FAILED, str(err), now, now)
+                    why = str(err) or type(err).__name__
+                    record = StepRecord(step.key, step.title, Outcome.FAILED, why, now, now)
                     failures.append(err)
                     self.report.add(record)
                     self.save(self.report)
                     continue
-                if record.started < run_started:  # from the cache: done in an earlier run
-                    record.outcome = Outcome.SKIPPED
-                    record.reason = (
-                        f"done in an earlier run of {self.report.operation_id} at "
-                        f"{record.ended:%Y-%m-%d %H:%M:%S} UTC (cached): {record.reason}"
-                    )
                 self.report.add(record)
                 self.log.info("%s: %s — %s", step.title, record.outcome.value, record.reason)
                 if step.proves is not None and self.report.reach(step.proves, record.ended):
@@ -242,6 +241,31 @@ class OperationRun:
                 self.save(self.report)
             if failures:
                 raise failures[0]
+
+    def _confirm_cached(self, step: Step, record: StepRecord) -> StepRecord:
+        """A record from the cache counts only if the step's own check still says done (the
+        world may have changed since: a database dropped, a tree altered). Otherwise the step
+        runs again, for real."""
+        try:
+            state = step.check()
+        except DrpError:
+            raise
+        except Exception as err:
+            raise StepFailed(f"{step.title}: could not check the current state: {err}") from err
+        if state.done:
+            record.outcome = Outcome.SKIPPED
+            record.reason = (
+                f"done in an earlier run of {self.report.operation_id} at "
+                f"{record.ended:%Y-%m-%d %H:%M:%S} UTC (cached), and checked again now: "
+                f"{state.reason}"
+            )
+            return record
+        self.log.warning(
+            "%s: the cache says done, but the world does not (%s): running it again",
+            step.title,
+            state.reason,
+        )
+        return StepRecord.from_data(self.fresh(step).result())
 
     def _remember(self, step: Step) -> None:
         if step.memory is None or self.report.remembered(step.memory, step.key) is not None:

@@ -182,6 +182,18 @@ def report_markdown(report: Report) -> str:
             lines.append(
                 f"- `{d.get('name')}` {d.get('type')} -> {', '.join(d.get('targets', []))}"
             )
+    if report.history:
+        lines += ["", "### Earlier attempts", ""]
+        for h in report.history:
+            if "failed_step" in h:
+                f = h["failed_step"]
+                lines.append(
+                    f"- step `{f.get('step')}` failed at {f.get('ended')}: {f.get('reason')}"
+                )
+            else:
+                lines.append(
+                    f"- a run ended {h.get('outcome')} at {h.get('run_ended')}: {h.get('message')}"
+                )
     lines += [
         "",
         "### Timeline",

@@ -35,6 +35,21 @@ class Report:
     chosen_at: datetime | None = None  # when the backups were chosen; a resume keeps that choice
     milestones: dict[str, datetime] = field(default_factory=dict)  # Milestone value -> when
     memory: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # what steps replaced
+    # Earlier runs of this operation (outcome, message, ended) and the step records a later
+    # attempt replaced when they had failed: a resume adds to the history, never erases it.
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def begin_run(self) -> None:
+        """A new run of this operation starts: an ended run goes into the history."""
+        if self.outcome != "running":
+            self.history.append(
+                {
+                    "run_ended": self.ended.isoformat() if self.ended else None,
+                    "outcome": self.outcome,
+                    "message": self.message,
+                }
+            )
+            self.outcome, self.message, self.ended = "running", "", None
 
     # -- milestones and memory ---------------------------------------------------------------
     def reach(self, milestone: Milestone, at: datetime) -> bool:
@@ -96,6 +111,9 @@ class Report:
         return totals
 
     def add(self, record: StepRecord) -> None:
+        for earlier in self.timeline:
+            if earlier.step == record.step and earlier.outcome is Outcome.FAILED:
+                self.history.append({"failed_step": earlier.data})
         self.timeline = [r for r in self.timeline if r.step != record.step] + [record]
 
     @property
@@ -137,6 +155,7 @@ class Report:
             "chosen_at": self.chosen_at.isoformat() if self.chosen_at else None,
             "totals": self.totals,
             "timeline": [r.data for r in self.timeline],
+            "history": self.history,
         }
 
     @classmethod
@@ -162,6 +181,7 @@ class Report:
             timeline=[StepRecord.from_data(r) for r in data.get("timeline", [])],
             milestones=milestones,
             memory=memory,
+            history=list(data.get("history", [])),
             data_loss_seconds=data.get("rpo_seconds"),
             chosen_at=datetime.fromisoformat(data["chosen_at"]) if data.get("chosen_at") else None,
         )

@@ -246,7 +246,12 @@ class Step(ABC):
             raise
         except Exception as err:
             raise StepFailed(f"{self.title}: {err}") from err
-        proof = self.verify()
+        try:
+            proof = self.verify()
+        except DrpError:
+            raise
+        except Exception as err:  # a reader failing after the change is a failed step too
+            raise VerifyFailed(f"{self.title}: applied, but could not be verified: {err}") from err
         if not proof.done:
             raise VerifyFailed(f"{self.title}: applied, but verification failed: {proof.reason}")
         return record(Outcome.APPLIED, f"{applied.summary}; verified: {proof.reason}", applied)

@@ -427,3 +427,34 @@ def test_a_restored_database_changed_since_is_restored_again_and_the_change_kept
     step = next(r for r in report.timeline if r.step == f"restore-app-{db.name}")
     assert step.outcome.value == "applied" and "kept" in step.reason
     assert step.details["kept_as"].startswith(f"{db.name}_before_")
+
+
+# -- a cached step is checked again ------------------------------------------------------------
+def test_a_resumed_activation_restores_a_database_dropped_since_its_cached_restore(
+    site, prefect_server, dns_back_to_production
+) -> None:
+    """Prefect's cache says the restore is done; the world says the database is gone: the
+    step runs again instead of being reported done."""
+    import pymysql
+
+    op = f"activate-cache-{int(time.time())}"
+    args = ("activate", "-c", str(LAB_CONFIG), "--operation-id", op, "--order-by", "Jane Doe",
+            "--reference", "1STKYC-44", "--acknowledge-data-loss")  # fmt: skip
+    first = drp_cli(prefect_server.api_url, *args)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    db = site.environments[0].databases[1]  # the MySQL one
+    endpoint = connect.db_endpoint(site, db, "drp")
+    connection = pymysql.connect(host=endpoint.address, port=endpoint.port, user=endpoint.user,
+                                 password=connect.database_password(site, db).reveal(),
+                                 autocommit=True)  # fmt: skip
+    with connection, connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE `{db.name}`")
+
+    again = drp_cli(prefect_server.api_url, *args)  # the same operation, resumed
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    report = load_report(reports_dir(site), op)
+    step = next(r for r in report.timeline if r.step == f"restore-app-{db.name}")
+    assert step.outcome.value == "applied", (step.outcome, step.reason)
+    assert "as in the manifest" in step.reason
+    copy = next(r for r in report.timeline if r.step == "copy-app-files-www")
+    assert copy.outcome.value == "skipped" and "checked again now" in copy.reason

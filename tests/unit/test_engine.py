@@ -244,3 +244,79 @@ def test_a_record_from_an_earlier_run_is_reported_as_skipped_with_its_time() -> 
     record = next(r for r in run.report.timeline if r.step == "a")
     assert record.outcome.value == "skipped"
     assert record.reason.startswith("done in an earlier run of drill-20261201-1000-abcd at ")
+
+
+def test_a_cached_record_whose_check_no_longer_holds_runs_the_step_again() -> None:
+    world = World()
+    step = SetValue(world, "a", "1")
+    earlier = step.run().data
+    earlier["started"] = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    earlier["ended"] = (datetime.now(UTC) - timedelta(minutes=59)).isoformat()
+    del world.values["a"]  # the world changed since: what the step did is gone
+
+    class Cached:
+        def result(self) -> dict[str, Any]:
+            return earlier
+
+    run, findings, _ = make_run(world, [step])
+    run.submit = lambda _step: Cached()
+    run.run(findings, gate=lambda plan_hash: order(plan_hash=plan_hash))
+    record = next(r for r in run.report.timeline if r.step == "a")
+    assert record.outcome.value == "applied" and world.values["a"] == "1"
+
+
+class BrokenVerify(SetValue):
+    def verify(self) -> Check:
+        raise ConnectionError("the database went away")
+
+
+def test_an_error_in_verify_is_a_failed_step_and_a_failed_report() -> None:
+    world = World()
+    run, findings, saved = make_run(world, [BrokenVerify(world, "a", "1")])
+    with pytest.raises(DrpError, match="could not be verified: the database went away"):
+        run.run(findings, gate=lambda plan_hash: order(plan_hash=plan_hash))
+    record = next(r for r in run.report.timeline if r.step == "a")
+    assert record.outcome.value == "failed" and run.report.outcome == "failed"
+    assert saved[-1] == "failed"
+
+
+class Crashing(SetValue):
+    def check(self) -> Check:
+        raise KeyError("unexpected")
+
+
+def test_any_error_of_a_step_ends_the_report_failed_never_running() -> None:
+    world = World()
+    run, findings, _ = make_run(world, [Crashing(world, "a", "1")])
+    run.submit = lambda step: _Raising(KeyError("unexpected"))
+    with pytest.raises(KeyError):
+        run.run(findings, gate=lambda plan_hash: order(plan_hash=plan_hash))
+    assert run.report.outcome == "failed"
+    assert next(r for r in run.report.timeline if r.step == "a").outcome.value == "failed"
+
+
+class _Raising:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def result(self) -> dict[str, Any]:
+        raise self.error
+
+
+def test_a_resume_keeps_the_failed_attempt_and_the_earlier_outcome_in_the_history() -> None:
+    world = World()
+    flaky = SetValue(world, "a", "1", fail=True)
+    run, findings, _ = make_run(world, [flaky])
+    with pytest.raises(StepFailed):
+        run.run(findings, gate=lambda plan_hash: order(plan_hash=plan_hash))
+    report = run.report
+    flaky.fail = False  # the cause was fixed; the operation is resumed
+    again = OperationRun(run.runbook, run.plan, report, save=lambda r: None)
+    again.run(findings, gate=lambda plan_hash: order(plan_hash=plan_hash))
+    assert report.outcome == "succeeded"
+    assert next(r for r in report.timeline if r.step == "a").outcome.value == "applied"
+    assert {"run_ended", "outcome", "message"} <= set(report.history[0])
+    assert report.history[0]["outcome"] == "failed"
+    failed = [h["failed_step"] for h in report.history if "failed_step" in h]
+    assert failed and failed[0]["step"] == "a" and "cannot be set" in failed[0]["reason"]
+    assert report.data["history"] == report.history
