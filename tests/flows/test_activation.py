@@ -154,7 +154,9 @@ def test_activation_restores_on_drp_then_switches_dns(site, dns_back_to_producti
     assert restored[0] > 1000 and len(restored[1]) == 6 and all(restored[1].values())
     assert files == restored[0]
     assert {t: tables.get(t) for t in restored[1]} == restored[1]
-    assert _counts(production_page)[1].keys() == restored[1].keys()
+    # (drp's own marker table is left out: a return to production leaves one there too)
+    production_tables = {t for t in _counts(production_page)[1] if not t.startswith("_drp")}
+    assert production_tables == set(restored[1])
     # The report: order, timeline, RTO/RPO, the records before the switch.
     report = load_report(reports_dir(site), op)
     assert report.order["reference"] == "1STKYC-42"
