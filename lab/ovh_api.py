@@ -268,6 +268,39 @@ def _record_id(text: str) -> int:
 
 Handler = Callable[..., tuple[HTTPStatus, Any]]
 
+# Fault injection for tests: while this file exists beside the state file, record writes
+# matching it are answered 500. Its JSON: {"method": "PUT", "pass": 1, "fail": 1}: let `pass`
+# matching writes through, then fail the next `fail` ones (`method` "*": any write). The
+# emulator counts down in the file and removes it when done, so a test sees it consumed.
+FAULTS_FILE = "faults.json"
+WRITE_METHODS = ("PUT", "POST", "DELETE")
+
+
+def injected_fault(path: Path | None, method: str, route: str) -> ApiError | None:
+    """The 500 to answer instead of this write, if the faults file asks for one."""
+    if path is None or method not in WRITE_METHODS or "/record" not in route:
+        return None
+    try:
+        fault = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if fault.get("method", "*") not in ("*", method):
+        return None
+    if int(fault.get("pass", 0)) > 0:
+        fault["pass"] = int(fault["pass"]) - 1
+        path.write_text(json.dumps(fault))
+        return None
+    left = int(fault.get("fail", 1)) - 1
+    if left > 0:
+        path.write_text(json.dumps({**fault, "fail": left}))
+    else:
+        path.unlink(missing_ok=True)
+    logger.warning("injected fault: %s %s answered 500", method, route)
+    return ApiError(
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        {"class": "Server::InternalServerError", "message": "Internal server error (injected)"},
+    )
+
 
 class ZoneApi:
     """The emulated endpoints, independent of HTTP plumbing: (method, URL, headers, body) in,
@@ -285,6 +318,7 @@ class ZoneApi:
         self.credentials = credentials
         self.window = window
         self.origin = dns.name.from_text(state.zone)
+        self.faults = state.path.parent / FAULTS_FILE
         zone_path = r"/domain/zone/(?P<zone>[^/]+)"
         self.routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
             (re.compile(r"/domain/zone"), {"GET": self.list_zones}),
@@ -327,6 +361,9 @@ class ZoneApi:
             if "zone" in params and params.pop("zone") != self.state.zone:
                 raise not_found("This service does not exist")
             with self.state.lock:
+                fault = injected_fault(self.faults, method, path)
+                if fault is not None:
+                    raise fault
                 return handler(query=query, body=body, **params)
         raise not_found("Got an invalid (or empty) URL")
 

@@ -235,6 +235,52 @@ class RecordChange:
         }
 
 
+@dataclass(frozen=True)
+class ZoneChange:
+    """The plan (or result) of setting several record sets of one zone together.
+
+    A provider applies it all or nothing (`BaseDnsProvider.apply_zone`): RFC 2136 as one
+    UPDATE whose prerequisites are the values read, OVH as every write then one refresh, the
+    writes put back if one fails. `changes` keeps the order asked, no-ops included, so a plan
+    shows every record before -> after.
+    """
+
+    zone: str
+    changes: tuple[RecordChange, ...]
+    operations: tuple[str, ...] = ()
+    applied: bool = False
+    reason: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return any(c.changed for c in self.changes)
+
+    def __bool__(self) -> bool:
+        return self.changed
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {
+            "zone": self.zone,
+            "changes": [c.data for c in self.changes],
+            "operations": list(self.operations),
+            "applied": self.applied,
+            "reason": self.reason,
+        }
+
+
+RecordKey = tuple[str, str]  # (relative name, type)
+Wanted = tuple[str, str, Sequence[str]]  # (name, type, targets)
+
+
+def before_after(before: RecordSet, after: RecordSet) -> str:
+    """`www A 127.0.10.1 -> 127.0.10.4`, as a plan shows one record (octoDNS style)."""
+    was = ", ".join(before.targets) or "absent"
+    will = ", ".join(after.targets) or "absent"
+    same = " (no change)" if before.targets == after.targets else ""
+    return f"{after.label} {was} -> {will}{same}"
+
+
 def guard_record_change(zone: str, name: str, rtype: str) -> None:
     """Refuse changes to the zone's apex NS/SOA records (RootNsChange)."""
     if name == "" and rtype.upper() in ROOT_GUARDED_TYPES:
@@ -406,6 +452,97 @@ class BaseDnsProvider(ABC):
             needs_refresh=plan.needs_refresh,
             applied=True,
         )
+
+    # -- a zone at once ---------------------------------------------------------------------
+    def read_records(self, zone: str, keys: Sequence[RecordKey]) -> dict[RecordKey, RecordSet]:
+        """Each record set read once, by (relative name, type)."""
+        found: dict[RecordKey, RecordSet] = {}
+        for name, rtype in keys:
+            ctx = self._context(zone, name, rtype)
+            if (ctx.name, ctx.rtype) not in found:
+                found[(ctx.name, ctx.rtype)] = self._read(ctx.zone, ctx.name, ctx.rtype)
+        return found
+
+    def plan_zone(
+        self,
+        zone: str,
+        wanted: Sequence[Wanted],
+        current: dict[RecordKey, RecordSet] | None = None,
+    ) -> ZoneChange:
+        """Every record before -> after; `current` (from `read_records`) saves reading again.
+        Never writes. Refuses apex NS/SOA and unsupported types before reading anything."""
+        contexts = [(self._context(zone, n, t), targets) for n, t, targets in wanted]
+        for ctx, _ in contexts:
+            self._refuse_unsafe(ctx)
+        zone = normalize_zone(zone)
+        if current is None:
+            current = self.read_records(zone, [(c.name, c.rtype) for c, _ in contexts])
+        changes = []
+        for ctx, targets in contexts:
+            before = current[(ctx.name, ctx.rtype)]
+            after, reason = plan_record_change(before, targets, None, self.default_ttl)
+            changes.append(
+                RecordChange(
+                    before=before,
+                    after=after,
+                    reason=reason,
+                    needs_refresh=self.needs_refresh and after != before,
+                )
+            )
+        moving = [c for c in changes if c.changed]
+        operations = self._zone_operations(zone, moving) if moving else ()
+        reason = "; ".join(before_after(c.before, c.after) for c in changes)
+        return ZoneChange(zone, tuple(changes), operations, reason=reason)
+
+    def apply_zone(self, plan: ZoneChange) -> ZoneChange:
+        """Make the zone hold every `after` of the plan, all or nothing; then read each changed
+        record back once. The plan's `before` values are the ones the provider expects to
+        find: RFC 2136 makes them the UPDATE's prerequisites."""
+        moving = [c for c in plan.changes if c.changed]
+        log = self.logger(plan.zone)
+        if not moving:
+            log.info("zone %s: every record already as wanted", plan.zone)
+            return plan
+        log.info("zone %s: %d record(s) change together", plan.zone, len(moving))
+        published = self._write_zone(plan.zone, moving)
+        readback = self.read_records(plan.zone, [(c.after.name, c.after.rtype) for c in moving])
+        wrong = [
+            f"{got.describe()} instead of {', '.join(c.after.targets) or 'absent'}"
+            for c in moving
+            if (got := readback[(c.after.name, c.after.rtype)]).targets != c.after.targets
+        ]
+        if wrong:
+            raise DnsError(
+                f"after writing zone {plan.zone}, " + "; ".join(wrong) + " (someone else changed "
+                "it meanwhile?); run again to re-check and re-apply",
+                zone=plan.zone,
+            )
+        done = tuple(
+            RecordChange(
+                before=c.before,
+                after=readback.get((c.after.name, c.after.rtype), c.after),
+                reason=c.reason,
+                needs_refresh=c.needs_refresh,
+                applied=c.changed,
+            )
+            for c in plan.changes
+        )
+        return ZoneChange(
+            plan.zone,
+            done,
+            plan.operations,
+            applied=True,
+            reason=f"{len(moving)} record(s) of {plan.zone} changed together: {published}",
+        )
+
+    def _zone_operations(self, zone: str, changes: Sequence[RecordChange]) -> tuple[str, ...]:
+        """The calls `_write_zone` would make, in words."""
+        return tuple(op for c in changes for op in self._operations(c.before, c.after))
+
+    def _write_zone(self, zone: str, changes: Sequence[RecordChange]) -> str:
+        """Write every change, all or nothing; returns how it was published, in words.
+        Providers that cannot do it atomically override this with their own undo."""
+        raise NotImplementedError(f"{type(self).__name__} cannot change a zone at once")
 
     def _refuse_unsafe(self, ctx: _Context) -> None:
         guard_record_change(ctx.zone, ctx.name, ctx.rtype)

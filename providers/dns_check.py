@@ -13,6 +13,7 @@ a timeout is a report with `complete == False`, or `PropagationTimeout` when ask
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -30,6 +31,7 @@ import dns.resolver
 
 from providers.dns_base import (
     DnsError,
+    RecordSet,
     fqdn,
     normalize_targets,
     normalize_zone,
@@ -313,10 +315,77 @@ def _addresses_of(
 
 
 def servers_from_addresses(
-    addresses: Sequence[str], port: int = 53
+    addresses: Sequence[str | AuthoritativeServer], port: int = 53
 ) -> tuple[AuthoritativeServer, ...]:
-    """Servers given by address ("192.0.2.53"), each asked on `port`."""
-    return tuple(AuthoritativeServer(a, a, port) for a in addresses)
+    """Servers given by address ("192.0.2.53", asked on `port`) or as they are."""
+    return tuple(
+        a if isinstance(a, AuthoritativeServer) else AuthoritativeServer(a, a, port)
+        for a in addresses
+    )
+
+
+RecordReader = Callable[[str, str, str], RecordSet]  # (zone, name, type) -> the record set
+
+
+def servers_of_zone(
+    zone: str, read: RecordReader, port: int = 53
+) -> tuple[AuthoritativeServer, ...]:
+    """Every name server of the zone, each address of each: the apex NS records as the DNS
+    provider holds them (`read`, e.g. `provider.get_records`), never a resolver's cache. A
+    name inside the zone takes its A/AAAA from the provider too; a name outside it is looked
+    up by this machine (only its address: the answers are then asked of it directly)."""
+    zone = normalize_zone(zone)
+    names = read(zone, "", "NS").targets
+    if not names:
+        raise DnsError(
+            f"the DNS provider holds no NS record at the apex of {zone}: give the servers to "
+            "ask in dns.nameservers",
+            zone=zone,
+        )
+    servers: list[AuthoritativeServer] = []
+    for ns in names:
+        absolute = ns.rstrip(".")
+        if absolute == zone or absolute.endswith("." + zone):
+            inside = relative_name(zone, ns)
+            addresses = [a for t in ("A", "AAAA") for a in read(zone, inside, t).targets]
+        else:
+            try:
+                infos = socket.getaddrinfo(absolute, port, proto=socket.IPPROTO_UDP)
+            except OSError as err:
+                raise DnsError(
+                    f"name server {ns} of {zone} has no address here ({err}): give the servers "
+                    "to ask in dns.nameservers",
+                    zone=zone,
+                ) from None
+            addresses = sorted({str(info[4][0]) for info in infos})
+        if not addresses:
+            raise DnsError(f"name server {ns} of {zone} has no A/AAAA record", zone=zone)
+        servers.extend(AuthoritativeServer(ns, a, port) for a in addresses)
+    return tuple(servers)
+
+
+def ask_every_server(
+    servers: Sequence[AuthoritativeServer],
+    name: str,
+    rtype: str,
+    timeout: float = DEFAULT_QUERY_TIMEOUT,
+) -> tuple[tuple[str, ...] | None, str]:
+    """What every server answers for `name` (absolute), asked directly: the targets when all
+    of them answer the same, else None; and a sentence saying who answered what."""
+    qname = name if name.endswith(".") else name + "."
+    probes = [ask_server(server, qname, rtype, timeout) for server in servers]
+    failed = [f"{p.server.label}: {p.error}" for p in probes if p.error]
+    if failed:
+        return None, f"{qname} {rtype}: " + "; ".join(failed)
+    answers = {p.answer for p in probes}
+    said = "; ".join(f"{p.server.label}: {', '.join(p.answer) or 'no record'}" for p in probes)
+    if len(answers) != 1:
+        return None, f"the authoritative servers disagree on {qname} {rtype}: {said}"
+    (answer,) = answers
+    if not answer:
+        return None, f"no {rtype} record for {qname} at {len(probes)} authoritative server(s)"
+    shown = ", ".join(answer)
+    return answer, f"{qname} {rtype} {shown} at all {len(probes)} authoritative server(s)"
 
 
 def wait_for_propagation(
@@ -325,7 +394,7 @@ def wait_for_propagation(
     rtype: str,
     expected: Sequence[str],
     *,
-    servers: Sequence[str] | None = None,
+    servers: Sequence[str | AuthoritativeServer] | None = None,
     resolver: str | None = None,
     port: int = 53,
     timeout: float = 60.0,
@@ -337,7 +406,8 @@ def wait_for_propagation(
     """Ask every authoritative server until each answers exactly `expected` (empty: the record
     must be gone), polling every `interval` seconds for up to `timeout` (0: one round).
 
-    `servers` overrides discovery with addresses; otherwise they are found through `resolver`.
+    `servers` overrides discovery (addresses, or `AuthoritativeServer`s each with its own port);
+    otherwise they are found through `resolver`.
     On timeout, returns the report (or raises PropagationTimeout with it if
     `raise_on_timeout`).
     """

@@ -4,7 +4,8 @@ OVH holds a record set as several records (one per target, each with an id). Rea
 ids for a subDomain and fieldType and fetches each one; setting updates records in place (PUT)
 where it can and creates or deletes the difference, so a one-address switch is one PUT. Changes
 reach OVH's name servers only on `refresh()` (POST /domain/zone/{zone}/refresh), hence
-`needs_refresh = True`.
+`needs_refresh = True`. A zone's switch (`apply_zone`) makes every write, then one refresh; a
+failed write first puts back the ones already made, so the name servers never serve half of it.
 
 Credentials are given explicitly and only those are used: `ovh.Client` would otherwise take any
 missing value from OVH_* environment variables or ovh.conf files, and its constructor reads those
@@ -28,6 +29,7 @@ import requests
 from providers.dns_base import (
     BaseDnsProvider,
     DnsError,
+    RecordChange,
     RecordSet,
     SecretLike,
     normalize_target,
@@ -364,6 +366,81 @@ class OvhDns(BaseDnsProvider):
         for call in plan_ovh_calls(existing, wanted):
             log.info("%s", call.description)
             self._call(wanted.zone, call.method, call.path, record=wanted.label, body=call.body)
+
+    def _zone_operations(self, zone: str, changes: Sequence[RecordChange]) -> tuple[str, ...]:
+        calls = [
+            c.description
+            for change in changes
+            for c in plan_ovh_calls(self._known(change.before), change.after)
+        ]
+        return (*calls, f"POST /domain/zone/{zone}/refresh (once, after every write)")
+
+    def _known(self, current: RecordSet) -> list[OvhRecord]:
+        """The records (with their ids) of the last read of this set, else read now."""
+        found = self._cache.get((current.zone, current.name, current.rtype))
+        if found is None:
+            found = self._records(current.zone, current.name, current.rtype)
+            self._cache[(current.zone, current.name, current.rtype)] = found
+        return found
+
+    def _write_zone(self, zone: str, changes: Sequence[RecordChange]) -> str:
+        """Every write first, then one refresh. If a write fails, the ones already made are
+        undone (in reverse order) before anything is refreshed: OVH's name servers never see
+        half of the zone's switch. The record ids are those of the step's read."""
+        log = self.logger(zone)
+        undo: list[OvhCall] = []
+        for change in changes:
+            for call in plan_ovh_calls(self._known(change.before), change.after):
+                log.info("%s", call.description)
+                try:
+                    answer = self._call(
+                        zone, call.method, call.path, record=change.after.label, body=call.body
+                    )
+                except DnsError as err:
+                    raise self._put_back(zone, undo, err) from None
+                undo.append(self._inverse(zone, call, change.before, answer))
+        for records in {(c.before.zone, c.before.name, c.before.rtype) for c in changes}:
+            self._cache.pop(records, None)  # ids changed: read them again next time
+        said = self.refresh(zone)
+        return f"{len(undo)} write(s) then one refresh ({said})"
+
+    def _inverse(self, zone: str, call: OvhCall, before: RecordSet, answer: Any) -> OvhCall:
+        """The call that undoes `call`, from the records as they were read."""
+        base = f"/domain/zone/{zone}/record"
+        if call.method == "POST":
+            new_id = int(answer["id"]) if isinstance(answer, dict) and "id" in answer else 0
+            return OvhCall("DELETE", f"{base}/{new_id}", None, f"DELETE {base}/{new_id}")
+        record_id = int(call.path.rsplit("/", 1)[1])
+        old = next(r for r in self._known(before) if r.id == record_id)
+        if call.method == "PUT":
+            body = {"target": old.target, "ttl": old.ttl}
+            return OvhCall("PUT", call.path, body, f"PUT {call.path} back to {old.target}")
+        body = {"fieldType": old.field_type, "subDomain": old.sub_domain, "target": old.target,
+                "ttl": old.ttl}  # fmt: skip
+        return OvhCall("POST", base, body, f"POST {base} {old.target} again")
+
+    def _put_back(self, zone: str, undo: list[OvhCall], failure: DnsError) -> DnsError:
+        """Undo the writes already made, newest first; the error to raise says how it went."""
+        log = self.logger(zone)
+        stuck: list[str] = []
+        for call in reversed(undo):
+            log.warning("putting back: %s", call.description)
+            try:
+                self._call(zone, call.method, call.path, body=call.body)
+            except DnsError as err:
+                stuck.append(f"{call.description}: {err}")
+        if stuck:
+            message = (
+                f"{failure} The {len(undo)} write(s) already made could not all be put back "
+                f"({'; '.join(stuck)}). Nothing was refreshed: OVH's name servers still serve "
+                f"the zone as it was. Fix zone {zone} in OVH's console before any refresh."
+            )
+        else:
+            message = (
+                f"{failure} The {len(undo)} write(s) already made were put back and nothing was "
+                f"refreshed: zone {zone} is as it was. Run again once OVH answers."
+            )
+        return DnsError(message, zone=zone, record=failure.record, call=failure.call)
 
     # -- zone ------------------------------------------------------------------------------
     def refresh(self, zone: str) -> str:

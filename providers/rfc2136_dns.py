@@ -2,7 +2,9 @@
 
 For BIND, Knot, PowerDNS and friends (and the lab's Knot). Reads are plain authoritative queries
 to the primary over TCP (no recursion); a change is one signed UPDATE that replaces the whole
-record set, so the server applies it atomically and bumps the serial. There is nothing to
+record set, so the server applies it atomically and bumps the serial. A zone's switch
+(`apply_zone`) is one UPDATE carrying every record, whose prerequisites are the values read: the
+server applies all of it, or none if someone changed the zone since. There is nothing to
 refresh: the primary serves the change at once and notifies its secondaries itself.
 
 `check_credentials()` sends a signed UPDATE whose only content is the prerequisite "the zone
@@ -12,7 +14,7 @@ has an SOA": the server checks the key and its update ACL, and changes nothing.
 from __future__ import annotations
 
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import dns.exception
@@ -29,6 +31,7 @@ import dns.update
 from providers.dns_base import (
     BaseDnsProvider,
     DnsError,
+    RecordChange,
     RecordSet,
     SecretLike,
     fqdn,
@@ -42,6 +45,18 @@ DEFAULT_TIMEOUT = 5.0
 DEFAULT_TTL = 300
 
 T = TypeVar("T")
+# The answers to an UPDATE whose prerequisite does not hold (RFC 2136 3.2.5).
+PREREQUISITE_FAILED = frozenset(
+    {dns.rcode.NXRRSET, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.YXDOMAIN}
+)
+
+
+class UpdateRefused(DnsError):
+    """The primary answered an UPDATE with an error code (`rcode`)."""
+
+    def __init__(self, message: str, rcode: dns.rcode.Rcode, **context: str | None) -> None:
+        super().__init__(message, **context)
+        self.rcode = rcode
 
 
 def rcode_hint(rcode: dns.rcode.Rcode, key_name: str, zone: str, server: str) -> str:
@@ -205,6 +220,51 @@ class Rfc2136Dns(BaseDnsProvider):
             update.delete(owner, wanted.rtype)
         self._send_update(zone, update, wanted.label)
 
+    def _zone_operations(self, zone: str, changes: Sequence[RecordChange]) -> tuple[str, ...]:
+        lines = [f"UPDATE {zone} (one message, applied all or nothing):"]
+        for c in changes:
+            was = ", ".join(c.before.targets)
+            lines.append(
+                f"  prerequisite {c.before.fqdn} {c.before.rtype} "
+                + (f"is exactly {was}" if was else "does not exist")
+            )
+        for c in changes:
+            lines.extend(f"  {op.split(': ', 1)[1]}" for op in self._operations(c.before, c.after))
+        return tuple(lines)
+
+    def _write_zone(self, zone: str, changes: Sequence[RecordChange]) -> str:
+        """One signed UPDATE: prerequisites that each record set is exactly what was read, then
+        every replacement. The primary applies all of it or, if a prerequisite fails (someone
+        changed the zone since it was read), none of it."""
+        update = dns.update.UpdateMessage(zone, keyring=self._key(zone))
+        for c in changes:
+            owner = dns.name.from_text(c.before.fqdn)
+            if c.before.targets:
+                update.present(owner, c.before.rtype, *c.before.targets)
+            else:
+                update.absent(owner, c.before.rtype)
+        for c in changes:
+            owner = dns.name.from_text(c.after.fqdn)
+            if c.after.targets:
+                ttl = c.after.ttl if c.after.ttl is not None else self.default_ttl
+                update.replace(owner, ttl, c.after.rtype, *c.after.targets)
+            else:
+                update.delete(owner, c.after.rtype)
+        labels = ", ".join(c.after.label for c in changes)
+        try:
+            self._send_update(zone, update, labels)
+        except UpdateRefused as err:
+            if err.rcode in PREREQUISITE_FAILED:
+                raise DnsError(
+                    f"zone {zone} changed since it was read ({labels}): {self.server} refused "
+                    "the update and changed nothing; run again to read it anew",
+                    zone=zone,
+                    record=labels,
+                    call="signed UPDATE",
+                ) from None
+            raise
+        return f"one UPDATE to {self.server}, served at once"
+
     def _send_update(self, zone: str, update: dns.update.UpdateMessage, record: str | None) -> None:
         response = self._exchange(
             zone,
@@ -215,10 +275,11 @@ class Rfc2136Dns(BaseDnsProvider):
         rcode = response.rcode()
         if rcode != dns.rcode.NOERROR:
             hint = rcode_hint(rcode, self.key_name, zone, self.server)
-            raise DnsError(
+            raise UpdateRefused(
                 f"signed UPDATE to {self.server} failed (zone {zone}"
                 + (f", record {record}" if record else "")
                 + f"): {dns.rcode.to_text(rcode)}: {hint}",
+                rcode,
                 zone=zone,
                 record=record,
                 call="signed UPDATE",

@@ -115,10 +115,14 @@ def knot(tmp_path_factory: pytest.TempPathFactory, keys: Secrets) -> Iterator[Ch
 
 
 @pytest.fixture(scope="module")
-def emulator(
-    tmp_path_factory: pytest.TempPathFactory, knot: ChildDaemon, keys: Secrets
-) -> Iterator[ChildDaemon]:
-    root = tmp_path_factory.mktemp("ovh")
+def ovh_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The private emulator's directory: its log (`ovh.log`) and state (`state/`)."""
+    return tmp_path_factory.mktemp("ovh")
+
+
+@pytest.fixture(scope="module")
+def emulator(ovh_root: Path, knot: ChildDaemon, keys: Secrets) -> Iterator[ChildDaemon]:
+    root = ovh_root
     description = ovh_daemon_for(
         (OVH_ADDRESS, OVH_PORT), root / "state", ZONE, (DNS_ADDRESS, DNS_PORT), keys.env
     )
@@ -294,6 +298,96 @@ def test_credentials_check_reads_only(provider: BaseDnsProvider) -> None:
     sentence = provider.check_credentials(ZONE)
     assert ZONE in sentence
     assert served("", "SOA") == soa_before, "the preflight changes nothing, not even the serial"
+
+
+# --- A zone switches all together or not at all ----------------------------------------------
+
+
+def test_a_zone_switch_plans_every_record_before_after_then_applies_them_together(
+    provider: BaseDnsProvider,
+) -> None:
+    current = provider.read_records(ZONE, [("", "A"), ("www", "A")])
+    plan = provider.plan_zone(ZONE, [("@", "A", [DRP]), ("www", "A", [DRP])], current=current)
+    assert [(c.before.targets, c.after.targets) for c in plan.changes] == [
+        ((PRODUCTION,), (DRP,)),
+        ((PRODUCTION,), (DRP,)),
+    ]
+    assert plan.reason == f"@ A {PRODUCTION} -> {DRP}; www A {PRODUCTION} -> {DRP}"
+    assert served("") == served("www") == {PRODUCTION}, "a plan changes nothing"
+    if provider.needs_refresh:  # every write, then one refresh
+        assert [op.split(" ")[0] for op in plan.operations] == ["PUT", "PUT", "POST"]
+        assert plan.operations[-1].startswith(f"POST /domain/zone/{ZONE}/refresh")
+    else:  # one UPDATE, its prerequisites the values read
+        assert plan.operations[0] == f"UPDATE {ZONE} (one message, applied all or nothing):"
+        assert f"  prerequisite www.{ZONE}. A is exactly {PRODUCTION}" in plan.operations
+
+    done = provider.apply_zone(plan)
+    assert done.applied and all(c.applied for c in done.changes)
+    assert [c.after.targets for c in done.changes] == [(DRP,), (DRP,)]
+    # Published at once: the name server answers both, with no refresh left to do.
+    assert served("") == served("www") == {DRP}
+    again = provider.plan_zone(ZONE, [("", "A", [DRP]), ("www", "A", [DRP])])
+    assert not again and again.operations == ()
+    assert again.reason == f"@ A {DRP} -> {DRP} (no change); www A {DRP} -> {DRP} (no change)"
+
+
+def test_rfc2136_a_zone_changed_since_it_was_read_is_not_changed_at_all(
+    knot: ChildDaemon, keys: Secrets
+) -> None:
+    provider = rfc2136_provider(keys)
+    try:
+        current = provider.read_records(ZONE, [("", "A"), ("www", "A")])
+        plan = provider.plan_zone(ZONE, [("", "A", [DRP]), ("www", "A", [DRP])], current=current)
+        provider.set_records(ZONE, "www", "A", ["127.0.10.99"])  # someone, meanwhile
+        with pytest.raises(DnsError, match=r"zone drp-lab\.test changed since it was read .*"
+                           "refused the update and changed nothing"):  # fmt: skip
+            provider.apply_zone(plan)
+        # The prerequisite on www failed: the apex, in the same UPDATE, was not changed either.
+        assert served("") == {PRODUCTION}
+        assert served("www") == {"127.0.10.99"}
+    finally:
+        restore_production(provider)
+
+
+def _refreshes(ovh_root: Path) -> int:
+    log = (ovh_root / "ovh.log").read_text()
+    return log.count(f"POST /1.0/domain/zone/{ZONE}/refresh 200")
+
+
+def test_ovh_a_failed_write_puts_back_the_ones_made_before_any_refresh(
+    emulator: ChildDaemon, ovh_root: Path, keys: Secrets
+) -> None:
+    provider = ovh_provider(keys)
+    assert served("") == served("www") == {PRODUCTION}
+    faults = ovh_root / "state" / "faults.json"
+    faults.write_text('{"method": "PUT", "pass": 1, "fail": 1}')  # the second PUT answers 500
+    refreshes = _refreshes(ovh_root)
+    try:
+        plan = provider.plan_zone(ZONE, [("", "A", [DRP]), ("www", "A", [DRP])])
+        with pytest.raises(DnsError) as caught:
+            provider.apply_zone(plan)
+        message = str(caught.value)
+        assert message.startswith(f"OVH PUT /domain/zone/{ZONE}/record/")
+        assert "InternalServerError" in message or "APIError" in message, message
+        assert message.endswith(
+            f"The 1 write(s) already made were put back and nothing was refreshed: zone {ZONE} "
+            "is as it was. Run again once OVH answers."
+        )
+        assert not faults.exists(), "the fault was used"
+        # The API holds the zone as it was, and the name server never saw half of the switch.
+        assert provider.get_records(ZONE, "", "A").targets == (PRODUCTION,)
+        assert provider.get_records(ZONE, "www", "A").targets == (PRODUCTION,)
+        assert served("") == served("www") == {PRODUCTION}
+        assert _refreshes(ovh_root) == refreshes, "no refresh after a failed write"
+        # Once OVH answers again, the same switch goes through whole, with one refresh.
+        done = provider.apply_zone(
+            provider.plan_zone(ZONE, [("", "A", [DRP]), ("www", "A", [DRP])])
+        )
+        assert done.applied and served("") == served("www") == {DRP}
+        assert _refreshes(ovh_root) == refreshes + 1
+    finally:
+        faults.unlink(missing_ok=True)
+        restore_production(provider)
 
 
 # --- Bad credentials: a DnsError that says what to check, and never the secret ----------------
