@@ -18,6 +18,7 @@ from flows.cli_ops import (
     report_command,
     return_command,
 )
+from flows.cli_site import status_command, unlock_command
 
 app = typer.Typer(
     name="drp",
@@ -54,6 +55,8 @@ for name, command in (
     ("return", return_command),
     ("approve", approve_command),
     ("report", report_command),
+    ("status", status_command),
+    ("unlock", unlock_command),
 ):
     app.command(name, help=_help(command))(command)
 

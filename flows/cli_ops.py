@@ -21,6 +21,7 @@ from rich.prompt import Confirm, Prompt
 
 from flows import progress
 from runbooks.errors import DrpError
+from runbooks.gate import VIA_APPROVE, VIA_OPTION, VIA_TERMINAL
 from runbooks.inventory import load_site
 from runbooks.render import plan_renderable, report_renderable
 from runbooks.report import load_report
@@ -215,6 +216,7 @@ class TerminalGate:
                 "decision": "activate",
                 "data_loss_acknowledged": self.acknowledge,
                 "plan_hash": plan_hash,
+                "channel": VIA_OPTION,
             }
             self._send(flow_run_id, answer, via="option")
             return
@@ -238,6 +240,7 @@ class TerminalGate:
                 "decision": decision,
                 "data_loss_acknowledged": ack,
                 "plan_hash": plan_hash,
+                "channel": VIA_TERMINAL,
             }
             if self._send(flow_run_id, answer, via="terminal"):
                 return
@@ -513,6 +516,7 @@ def approve_command(
             "decision": "refuse" if refuse else "activate",
             "data_loss_acknowledged": acknowledge_data_loss,
             "plan_hash": plan_hash,
+            "channel": VIA_APPROVE,
         }
         _gate().answer_gate(flow_run_id, answer)
     except (DrpError, ValueError) as err:

@@ -23,7 +23,7 @@ from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 
 from flows.order_form import Order, order_form
 from runbooks.errors import DrpError
-from runbooks.gate import GateTimeout, OrderRecord, order_problems
+from runbooks.gate import GateTimeout, OrderRecord, order_problems, via_of
 
 POLL_SECONDS = 2
 
@@ -88,8 +88,7 @@ def await_order(brief: Callable[[], str], plan_hash: str, timeout_seconds: int) 
             ) from err
         problems = order_problems(order, plan_hash)
         if not problems:
-            via = "prefect (UI or API)"
-            return OrderRecord.from_order(order, via)
+            return OrderRecord.from_order(order, via_of(getattr(order, "channel", "")))
         log.error(
             "The answer cannot be taken as an order: %s. The gate is open again.",
             "; ".join(problems),

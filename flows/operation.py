@@ -23,12 +23,14 @@ from runbooks.activation import Operation
 from runbooks.connect import site_from
 from runbooks.engine import OperationRun, PreflightFinding, Runbook
 from runbooks.errors import DrpError
+from runbooks.gate import OrderPolicy
 from runbooks.inventory import Site
 from runbooks.plan import Plan
 from runbooks.render import data_loss_sentence, human_duration, plan_markdown
 from runbooks.report import Report, load_report, report_path, save_report
 from runbooks.returning import prepare_return
 from runbooks.services import reports_dir
+from runbooks.site_lock import SiteLock
 
 
 def load_or_start_report(site: Site, operation_id: str, kind: str) -> Report:
@@ -122,6 +124,7 @@ def run_operation(
     operation, plan = prepared.operation, prepared.plan
     try:
         return run_engine(
+            site,
             runbook,
             plan,
             report,
@@ -135,7 +138,23 @@ def run_operation(
         prepared.close()
 
 
+def order_policy(site: Site) -> OrderPolicy:
+    """The inventory's `orders`: the signing secret (resolved here, never logged) and the age
+    after which a stored order is asked for again."""
+    ref = site.orders.secret
+    key = site.resolve_secret(ref).reveal().encode() if ref is not None else None
+    return OrderPolicy(key=key, valid_hours=site.orders.valid_hours)
+
+
+def _flow_run_words() -> str:
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return f"flow run {ctx.flow_run.id}" if ctx and ctx.flow_run else ""
+
+
 def run_engine(
+    site: Site,
     runbook: Runbook,
     plan: Plan,
     report: Report,
@@ -157,9 +176,17 @@ def run_engine(
         check=submit_check,
         fresh=submitter(report.operation_id, plan.hash, fresh=True),
         log=log,
+        lock=SiteLock(site, report.operation_id, runbook.kind, run=_flow_run_words()),
+        orders=order_policy(site),
     )
+
+    def brief_now() -> str:
+        """The brief, after why an order given earlier was not taken (if it was not)."""
+        why = f"> **Order asked for again:** {run.asked_again}.\n\n" if run.asked_again else ""
+        return why + brief()
+
     data = run.run(
-        findings, gate=lambda plan_hash: await_order(brief, plan_hash, gate_timeout_seconds)
+        findings, gate=lambda plan_hash: await_order(brief_now, plan_hash, gate_timeout_seconds)
     )
     if report.outcome == "succeeded":
         log.info(
@@ -232,6 +259,7 @@ def run_return(
         raise
     try:
         return run_engine(
+            site,
             prepared.runbook,
             prepared.plan,
             report,

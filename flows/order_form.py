@@ -11,7 +11,7 @@ from typing import Any
 from prefect.input import RunInput
 from pydantic import ConfigDict, Field
 
-from runbooks.gate import Decision
+from runbooks.gate import VIA_UI, Decision
 
 
 class Order(RunInput):
@@ -41,6 +41,15 @@ class Order(RunInput):
         default="",
         description="The plan hash shown above; leave it as it is.",
         title="Plan hash",
+    )
+    # Declared by the answering side: the UI sends the value it shows prefilled, drp's commands
+    # their own name; an API call that leaves it out is recorded as the API.
+    channel: str = Field(
+        default="",
+        max_length=60,
+        description="How this answer is given; leave it as it is.",
+        title="Answered through",
+        json_schema_extra={"default": VIA_UI},
     )
 
 

@@ -22,6 +22,7 @@ from runbooks.activation import (
 from runbooks.backups import Selection, open_catalogue, wanted_environments
 from runbooks.cleanup import with_cleanup
 from runbooks.errors import DrpError
+from runbooks.gate import option_facts
 from runbooks.inventory import Site, load_site
 from runbooks.operation import check_operation_id, new_operation_id
 from runbooks.plan import Plan
@@ -116,9 +117,9 @@ def prepare(
     if cleanup:
         steps = with_cleanup(operation, steps)
     steps = sorted(steps, key=lambda s: (s.phase, s.key))  # the plan's order
-    plan = Plan.build(
-        operation_id, kind, site.name, [*preflight_steps(operation), *steps], plan_facts(operation)
-    )
+    # The options that change what is done are facts of the plan: the order approves them.
+    facts = {**plan_facts(operation), **option_facts(force=force, cleanup=cleanup)}
+    plan = Plan.build(operation_id, kind, site.name, [*preflight_steps(operation), *steps], facts)
     return Prepared(operation, plan, steps, checks, cleanup)
 
 

@@ -31,6 +31,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "DRP_LAB_OVH_APPLICATION_KEY": _alnum(16),
     "DRP_LAB_OVH_APPLICATION_SECRET": _alnum(32),
     "DRP_LAB_OVH_CONSUMER_KEY": _alnum(32),
+    "DRP_LAB_ORDER_SECRET": _alnum(48),  # signs the orders stored in reports
 }
 
 

@@ -36,6 +36,7 @@ SECRET_NAMES = (
     "DRP_LAB_OVH_APPLICATION_KEY",
     "DRP_LAB_OVH_APPLICATION_SECRET",
     "DRP_LAB_OVH_CONSUMER_KEY",
+    "DRP_LAB_ORDER_SECRET",
 )
 
 # The sample application ("environment") seeded on production.

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from runbooks.errors import DrpError, StepFailed
-from runbooks.gate import GateTimeout, OrderRecord
+from runbooks.gate import GateTimeout, OrderPolicy, OrderRecord
 from runbooks.plan import Plan
 from runbooks.report import Report
 from runbooks.steps import Outcome, Step, StepRecord
@@ -40,6 +40,19 @@ class Pending(Protocol):
 
 
 Submit = Callable[[Step], Pending]
+
+
+class Lock(Protocol):
+    """The site lock (`runbooks.site_lock.SiteLock`): one operation per site. Each method
+    returns what to log; `take` raises a DrpError naming the holder when another holds it."""
+
+    def take(self) -> str: ...
+
+    def ordered(self, order: dict[str, Any]) -> None: ...
+
+    def release(self) -> str: ...
+
+
 Gate = Callable[[str], OrderRecord]  # plan hash -> the complete answer (activate or refuse)
 
 
@@ -150,20 +163,45 @@ class OperationRun:
     log: logging.Logger | logging.LoggerAdapter[Any] = field(
         default_factory=lambda: logging.getLogger("drp.engine")
     )
+    lock: Lock | None = None  # the site lock, taken before the gate (None: tools and tests)
+    orders: OrderPolicy | None = None  # signs orders and bounds their age (None: hash only)
+    asked_again: str = ""  # why an order given earlier was not taken (shown above the form)
+    _locked: bool = field(default=False, init=False, repr=False)
 
     def run(self, findings: Sequence[PreflightFinding], gate: Gate) -> dict[str, Any]:
         self.report.begin_run()
         try:
             self._preflight(findings)
+            self._take_lock()
             if not self._ordered(gate):
+                self._release_lock()
                 return self.report.data
             self.run_steps(self.runbook.steps)
         except Exception as err:  # whatever stops the run, the report says so
             if self.report.outcome == "running":  # a timed-out gate has already said so
                 self._finish("failed", str(err) or type(err).__name__)
+            if self.report.outcome == "timed-out":  # a failed one keeps it for its resume
+                self._release_lock()
             raise
         self._finish("succeeded", self.runbook.done)
+        self._release_lock()
         return self.report.data
+
+    # -- the site lock -----------------------------------------------------------------------
+    def _take_lock(self) -> None:
+        if self.lock is not None:
+            self.log.info("%s", self.lock.take())
+            self._locked = True
+
+    def _release_lock(self) -> None:
+        """Once the operation has ended (not on failure: the resume goes on under it)."""
+        if self.lock is None or not self._locked:
+            return
+        try:
+            self.log.info("%s", self.lock.release())
+            self._locked = False
+        except DrpError as err:  # the outcome stands; the lock stays visible in `drp status`
+            self.log.error("%s: release it with `drp unlock`", err)
 
     # -- 1. preflight ------------------------------------------------------------------------
     def _preflight(self, findings: Sequence[PreflightFinding]) -> None:
@@ -189,7 +227,7 @@ class OperationRun:
         """True when the order to go on is given (now, or earlier for this very plan)."""
         report, plan_hash = self.report, self.plan.hash
         order = report.order
-        if order and order.get("decision") == "activate" and order.get("plan_hash") == plan_hash:
+        if order and self._order_stands(order):
             self.log.info(
                 "Order already given by %s (reference %s) at %s for plan %s: going on",
                 order["ordered_by"], order["reference"], order["answered_at"], plan_hash,
@@ -200,7 +238,9 @@ class OperationRun:
         except GateTimeout as err:
             self._finish("timed-out", str(err))
             raise
-        report.order = given.data
+        report.order = self._signed(given.data)
+        if self.lock is not None and given.decision == "activate":
+            self.lock.ordered(report.order)
         report.data_loss_seconds = self.runbook.data_loss_at(given.answered_at)
         self.save(report)
         if given.decision != "activate":
@@ -208,6 +248,22 @@ class OperationRun:
             self.log.info("The order was refused by %s: nothing was changed.", given.ordered_by)
             return False
         return True
+
+    def _order_stands(self, order: dict[str, Any]) -> bool:
+        """An order stored in the report goes on only when it is for this plan (and, with a
+        policy, signed with the site's secret and not expired); else the gate asks again."""
+        if self.orders is None:
+            return order.get("decision") == "activate" and order.get("plan_hash") == self.plan.hash
+        why = self.orders.problem(self.report.operation_id, order, self.plan.hash, _now())
+        if why is None:
+            return True
+        if order.get("decision") == "activate":
+            self.asked_again = f"{why}; the order is asked for again"
+            self.log.warning("The order given earlier is not taken: %s", self.asked_again)
+        return False
+
+    def _signed(self, order: dict[str, Any]) -> dict[str, Any]:
+        return self.orders.sign(self.report.operation_id, order) if self.orders else order
 
     # -- 3. the steps ------------------------------------------------------------------------
     def run_steps(self, steps: Sequence[Step]) -> None:
@@ -278,3 +334,7 @@ class OperationRun:
         self.report.finish(outcome, message)
         self.save(self.report)
         self.publish(self.report)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

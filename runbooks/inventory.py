@@ -689,6 +689,25 @@ class WebhookTickets(_Model):
 TicketBackend = Annotated[FileTickets | SmtpTickets | WebhookTickets, Field(discriminator="type")]
 
 
+class Orders(_Model):
+    """How the customer's order is kept: signed with a site secret, valid for a while."""
+
+    secret: SecretRef | None = Field(
+        default=None,
+        description="Site secret that signs each order stored in a report (HMAC over the "
+        "operation id, plan hash, who, reference and time), as a reference (env:NAME): an order "
+        "written into a report by hand is refused on resume. Without it a resume always asks "
+        "for the order again.",
+    )
+    valid_hours: float = Field(
+        default=24,
+        gt=0,
+        le=24 * 365,
+        allow_inf_nan=False,
+        description="Hours an order stands: a resume after that asks for the order again.",
+    )
+
+
 # -- the site ---------------------------------------------------------------------------------
 
 
@@ -714,6 +733,10 @@ class Site(_Model):
     dns: Dns = Field(description="Where the DNS zones live and how to change them.")
     tickets: list[TicketBackend] = Field(
         min_length=1, description="Where information tickets go (every backend gets each one)."
+    )
+    orders: Orders = Field(
+        default_factory=Orders,
+        description="How the customer's order is signed and how long it stands.",
     )
 
     _source: Path | None = PrivateAttr(None)

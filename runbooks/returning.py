@@ -51,6 +51,7 @@ from runbooks.common_steps import (
 from runbooks.context import OperationContext
 from runbooks.engine import PreflightFinding, Runbook, run_preflight
 from runbooks.errors import StepFailed
+from runbooks.gate import option_facts
 from runbooks.inventory import Database, Environment, Role, Site
 from runbooks.plan import Plan
 from runbooks.render import human_bytes, human_duration, plan_markdown
@@ -596,6 +597,7 @@ def prepare_return(
     ctx = OperationContext(site, operation_id, "return", force=force, bwlimit_kib=bwlimit_kib)
     try:
         built = return_runbook(ctx, environments_of(site, environments), find_activation(site))
+        built.runbook.facts.update(option_facts(force=force))  # the order approves --force
         plan = built.runbook.plan(operation_id, site.name)
         findings = run_preflight(built.runbook.preflight)
     except BaseException:
