@@ -24,7 +24,7 @@ from runbooks.backup_run import (
 )
 from runbooks.backups import BackupSet, SetStatus, open_catalogue, wanted_environments
 from runbooks.connect import site_from
-from runbooks.errors import DrpError
+from runbooks.errors import ConfigError, DrpError
 from runbooks.inventory import Site
 from runbooks.render import human_bytes, human_duration
 
@@ -223,10 +223,12 @@ def _print_outcomes(outcomes: list[JobOutcome], console: Console) -> None:
 LIST_HELP = "\n\n".join(
     [
         "List the backup sets of both backup servers (read-only).",
-        "Status: [bold]complete[/bold] (manifest present and valid), [bold]incomplete[/bold] "
-        "(no manifest: interrupted, or still running), [bold]corrupt[/bold] (unreadable "
-        "manifest; with --verify, also a missing file or a size, checksum or tree digest that "
-        "no longer matches the manifest), each with the reason.",
+        "Status: [bold]complete (not verified)[/bold] (manifest present and valid; its files "
+        "were not checked), [bold]complete, verified[/bold] (with --verify: every file matches "
+        "the manifest), [bold]incomplete[/bold] (no manifest: interrupted, or still running), "
+        "[bold]corrupt[/bold] (unreadable manifest; with --verify, also a missing file or a "
+        "size, checksum or tree digest that no longer matches the manifest), each with the "
+        "reason.",
         "With --verify, also shows which sets a restore would use now and the data-loss window.",
         "Examples:\n\n  drp backup list --config config/lab.yaml\n"
         "  drp backup list --config config/lab.yaml --verify --json",
@@ -248,15 +250,25 @@ def list_sets(
 ) -> None:
     console = Console(highlight=False, soft_wrap=True)
     site = _site(config, console)
+    if env is not None:
+        try:
+            site.environment(env)
+        except ConfigError as err:
+            console.print(f"[red]{escape(f'{err}; expected {err.expected}')}[/red]")
+            raise typer.Exit(EXIT_CONFIG) from None
     now = datetime.now(UTC)
-    with open_catalogue(site, now) as catalogue:
-        sets = catalogue.sets(env)
-        if verify:
-            sets = [catalogue.status(s) for s in sets]
-        selection = None
-        if verify:
-            wanted = wanted_environments(site, [env] if env else None)
-            selection = catalogue.choose(wanted)
+    try:
+        with open_catalogue(site, now) as catalogue:
+            sets = catalogue.sets(env)
+            if verify:
+                sets = [catalogue.status(s) for s in sets]
+            selection = None
+            if verify:
+                wanted = wanted_environments(site, [env] if env else None)
+                selection = catalogue.choose(wanted)
+    except DrpError as err:
+        console.print(f"[red]backup list failed: {escape(str(err))}[/red]")
+        raise typer.Exit(EXIT_FAILED) from None
     if as_json:
         data: dict[str, Any] = {
             "now": now.isoformat(),
@@ -268,6 +280,11 @@ def list_sets(
         typer.echo(json.dumps(data, indent=2))
         return
     console.print(sets_table(sets, now))
+    if not verify and any(s.usable for s in sets):
+        console.print(
+            "Not verified: only the manifests were read. Run with --verify to check every file "
+            "against its manifest (a damaged set then shows as corrupt)."
+        )
     for server, why in catalogue.unreachable.items():
         console.print(f"[red]backup server {escape(server)} could not be read: {escape(why)}[/red]")
     if selection is not None:
@@ -295,7 +312,7 @@ def sets_table(sets: list[BackupSet], now: datetime) -> Table:
     for column in ("environment", "kind", "server", "time (UTC)", "age", "size", "status"):
         table.add_column(column, justify="right" if column in ("age", "size") else "left")
     for s in sets:
-        status = s.status.value + (f": {s.reason}" if s.reason else "")
+        status = s.status_words
         table.add_row(
             s.environment,
             s.kind.value,

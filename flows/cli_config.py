@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from providers.tickets import masked_url
 from runbooks.errors import ConfigError
 from runbooks.inventory import OvhDns, Site, load_site
 from runbooks.secrets import SecretRef
@@ -136,7 +137,8 @@ def _print_summary(console: Console, file: Path, site: Site) -> None:
         elif backend.type == "smtp":
             tickets.append(f"smtp {backend.host}:{backend.port} to {len(backend.recipients)}")
         else:
-            tickets.append(f"webhook {backend.url}")
+            url = backend.url
+            tickets.append(f"webhook {masked_url(url) if isinstance(url, str) else url}")
     console.print(f"Tickets: {escape('; '.join(tickets))}")
 
     backups = site.backups

@@ -21,7 +21,7 @@ import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from providers.commands import CommandRunner
+from providers.commands import CommandRunner, path_arg
 from providers.dbcommon import mkdir_argv
 from providers.rsync import home_relative
 
@@ -77,12 +77,12 @@ def listing_argv(path: str) -> list[str]:
         "printf '%s\\n' \"$l\" | sha256sum | cut -d' ' -f1\n"
         "printf '%s\\n' \"$l\" | awk '{n++; s+=$(NF-1)} END {print n+0, s+0}'"
     )
-    return ["bash", "-o", "pipefail", "-c", script, "bash", path]
+    return ["bash", "-o", "pipefail", "-c", script, "bash", path_arg(path)]
 
 
 def mtime_argv(path: str) -> list[str]:
     """The modification time of `path` itself, in seconds with its fraction (`find %T@`)."""
-    return ["find", path, "-maxdepth", "0", "-printf", "%T@"]
+    return ["find", path_arg(path), "-maxdepth", "0", "-printf", "%T@"]
 
 
 def touch_argv(path: str, mtime: str) -> list[str]:

@@ -66,6 +66,16 @@ def with_secret_env(argv: Sequence[str], names: Sequence[str]) -> list[str]:
     return ["sh", "-c", f'{reads}; exec "$@"', "sh", *argv]
 
 
+def path_arg(path: str) -> str:
+    """A path on a host as an argument no command can take for an option or an expression:
+    absolute as it is, relative as `./path`.
+
+    `--` is not enough everywhere: `find` reads a starting point `-delete` as its action even
+    after `--`, and `cd -` goes to the previous directory.
+    """
+    return path if path.startswith("/") else f"./{path}"
+
+
 def shell_line(argv: Sequence[str]) -> str:
     """The single shell line SSH sends for argv, every word quoted."""
     return shlex.join(argv)

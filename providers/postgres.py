@@ -174,7 +174,7 @@ def pg_restore_argv(
         argv.append("--no-owner")
     if no_privileges:
         argv.append("--no-privileges")
-    argv.append(path)
+    argv += ["--", path]  # never an option, whatever the path
     return argv
 
 

@@ -52,11 +52,14 @@ __all__ = [
     "TicketBackend",
     "TicketError",
     "WebhookTicketBackend",
+    "masked_url",
 ]
 
 # Both end up in a Message-ID and an HTTP header: keep them to characters that are safe there.
 _OPERATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
 _EVENT = re.compile(r"[a-z0-9][a-z0-9-]*")
+# A path segment shown as it is: a lower-case word or a version (`api`, `services`, `v1`).
+_PLAIN_SEGMENT = re.compile(r"[a-z][a-z._-]{0,19}|v\d{1,3}")
 _MAX_ID_LENGTH = 128
 _EXCERPT_LENGTH = 200
 _MEDIUM = {"file": "file", "smtp": "email", "webhook": "webhook"}
@@ -634,6 +637,21 @@ class SmtpTicketBackend(_LedgerBackend):
         return f"Message-ID {message['Message-ID']}"
 
 
+class _MaskedUrls(logging.Filter):
+    """httpx logs each request's full URL at INFO ("HTTP Request: POST https://..."): a webhook
+    token in the path would land in every log that keeps INFO. Its URLs are logged masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                masked_url(str(arg)) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_MaskedUrls())
+
+
 class WebhookTicketBackend(_LedgerBackend):
     """Tickets as a JSON POST to a webhook, with an `Idempotency-Key` header."""
 
@@ -662,15 +680,10 @@ class WebhookTicketBackend(_LedgerBackend):
 
     @property
     def target(self) -> str:
-        """The URL without credentials or query values; a secret URL is not shown at all."""
+        """The URL without credentials, tokens or query values; a secret URL is not shown."""
         if not isinstance(self._url, str):
             return "*** (URL kept secret)"
-        parts = urlsplit(self._url)
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc = f"{netloc}:{parts.port}"
-        query = urlencode([(key, "***") for key, _ in parse_qsl(parts.query)], safe="*")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+        return masked_url(self._url)
 
     @staticmethod
     def payload(ticket: Ticket) -> dict[str, str]:
@@ -716,3 +729,23 @@ class WebhookTicketBackend(_LedgerBackend):
                 f"{excerpt!r}; nothing was recorded, so a later run sends it again"
             )
         return f"HTTP {response.status_code}"
+
+
+def masked_url(url: str) -> str:
+    """A URL as it may be shown: no user or password, every query value `***`, and the path
+    from its first segment that is not a plain lower-case word (or `v1`) replaced by `***`.
+
+    Webhooks carry their token in the path (Slack `/services/T000/B000/XXXX`, Teams
+    `/webhookb2/<id>@<id>/IncomingWebhook/<token>/...`), so the path is cut where such ids
+    start. A URL whose token could pass for a word belongs in a secret reference (env:NAME).
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]  # host[:port] as written, without user:password
+    shown: list[str] = []
+    for segment in parts.path.split("/"):
+        if segment and not _PLAIN_SEGMENT.fullmatch(segment):
+            shown.append("***")
+            break
+        shown.append(segment)
+    query = urlencode([(key, "***") for key, _ in parse_qsl(parts.query)], safe="*")
+    return urlunsplit((parts.scheme, netloc, "/".join(shown), query, ""))

@@ -45,6 +45,7 @@ from runbooks.connect import (
     db_endpoint,
     environment_trees,
     host_name,
+    one_file_filter,
     remote_endpoint,
 )
 from runbooks.errors import ConfigError, DrpError, ProviderError, StepFailed, VerifyFailed
@@ -340,9 +341,8 @@ def tree_copy_options(tree: Tree, *, link_dest: str | None, only_name: str | Non
     set), its excludes, unchanged files hard-linked to the previous set, and for a single-file
     tree, that one file of its directory."""
     if only_name is not None:
-        return CopyOptions(
-            delete=True, includes=(f"/{only_name}",), excludes=("*",), link_dest=link_dest
-        )
+        includes, excludes = one_file_filter(only_name)
+        return CopyOptions(delete=True, includes=includes, excludes=excludes, link_dest=link_dest)
     return CopyOptions(delete=True, excludes=tuple(tree.exclude), link_dest=link_dest)
 
 

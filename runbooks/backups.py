@@ -68,6 +68,9 @@ class BackupSet:
     status: SetStatus
     reason: str = ""  # why it is not complete; empty when complete
     manifest: Manifest | None = None
+    # True once its files were checked against the manifest (`Catalogue.status`); a listing
+    # alone reads the manifest only, so a damaged file still looks complete there.
+    verified: bool = False
 
     @property
     def path(self) -> str:
@@ -97,7 +100,7 @@ class BackupSet:
     def age_seconds(self, now: datetime) -> float:
         return (now - self.started).total_seconds()
 
-    def with_status(self, status: SetStatus, reason: str) -> BackupSet:
+    def with_status(self, status: SetStatus, reason: str, *, verified: bool = False) -> BackupSet:
         return BackupSet(
             self.server,
             self.area,
@@ -108,7 +111,16 @@ class BackupSet:
             status,
             reason,
             self.manifest,
+            verified,
         )
+
+    @property
+    def status_words(self) -> str:
+        """What `drp backup list` shows: `complete, verified`, `complete (not verified)`,
+        `incomplete: why`, `corrupt: why`."""
+        if self.status is SetStatus.COMPLETE:
+            return "complete, verified" if self.verified else "complete (not verified)"
+        return f"{self.status.value}: {self.reason}" if self.reason else self.status.value
 
     @property
     def data(self) -> dict[str, Any]:
@@ -120,6 +132,7 @@ class BackupSet:
             "started": self.started.isoformat(),
             "completed": self.completed.isoformat() if self.completed else None,
             "status": self.status.value,
+            "verified": self.verified,
             "reason": self.reason,
             "bytes": self.bytes,
             "path": self.path,
@@ -513,7 +526,9 @@ class Catalogue:
         if not backup_set.usable:
             return backup_set
         check = self.verify(backup_set)
-        return backup_set if check.ok else backup_set.with_status(SetStatus.CORRUPT, check.reason)
+        if check.ok:
+            return backup_set.with_status(SetStatus.COMPLETE, "", verified=True)
+        return backup_set.with_status(SetStatus.CORRUPT, check.reason, verified=True)
 
     def choose(
         self,

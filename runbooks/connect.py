@@ -99,6 +99,17 @@ def remote_endpoint(site: Site, sender: Role, path: str, *, receiver: Role) -> R
     )
 
 
+def one_file_filter(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """rsync (includes, excludes) that copy the one file `name` of a directory and nothing else.
+
+    rsync reads a pattern holding `*`, `?` or `[` as a wildcard, so `report[1].pdf` would match
+    nothing and the copy would succeed with no file; escaped, the name matches only itself.
+    """
+    if any(c in name for c in "*?["):
+        name = "".join(f"\\{c}" if c in "*?[\\" else c for c in name)
+    return (f"/{name}",), ("*",)
+
+
 # -- databases ---------------------------------------------------------------------------------
 
 

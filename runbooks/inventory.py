@@ -35,6 +35,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from providers.tickets import masked_url
 from runbooks.errors import ConfigError
 from runbooks.secrets import Secret, SecretRef
 
@@ -205,6 +206,12 @@ def _remote_path(value: Any) -> str:
         raise ValueError(f"expected {what}, without '..', got {text!r}")
     if str(path) in ("/", "."):
         raise ValueError(f"expected {what}, got {text!r}, a whole file system or home")
+    if str(path).startswith("-"):
+        # A command on the host would read it as an option (`find -delete` deletes the home).
+        raise ValueError(
+            f"expected {what}, not starting with '-', got {str(path)!r}: a command would take "
+            "it for an option; give it as an absolute path"
+        )
     return str(path)
 
 
@@ -244,7 +251,13 @@ def _local_path(value: Any, info: ValidationInfo) -> Path:
         path = value
     else:
         text = _text(value, "a local path (relative to the inventory file)")
-        path = Path(expand_environment(text)).expanduser()
+        text = expand_environment(text)
+        if any(c in text for c in "\0\n\r"):
+            raise ValueError(
+                "expected a local path (relative to the inventory file), got a path with a "
+                "control character (NUL byte or line break)"
+            )
+        path = Path(text).expanduser()
     base = (info.context or {}).get("base_dir")
     if base is not None and not path.is_absolute():
         path = Path(os.path.normpath(Path(base) / path))
@@ -260,10 +273,31 @@ def _key(value: Any, info: ValidationInfo) -> Path | Literal["agent"]:
 def _http_url(value: Any) -> str:
     what = "an http:// or https:// URL"
     text = _text(value, what)
-    parts = urlsplit(text)
+    if any(ord(c) < 0x21 or c == "\x7f" for c in text):
+        raise ValueError(f"expected {what}, got one with a space or a control character")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        # Out of range (99999) or not a number; the URL itself may hold a token: not shown.
+        raise ValueError(
+            f"expected {what} with a port from 1 to 65535 (or none), got {masked_url(text)!r}"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected {what} such as https://www.example-kyc.com/, got {text!r}")
+        raise ValueError(
+            f"expected {what} such as https://www.example-kyc.com/, got {masked_url(text)!r}"
+        )
+    if port == 0:
+        raise ValueError(f"expected {what} with a port from 1 to 65535, got port 0")
     return text
+
+
+def _webhook_url(value: Any) -> SecretRef | str:
+    if isinstance(value, SecretRef):
+        return value
+    if isinstance(value, str) and SecretRef.looks_like_reference(value):
+        return SecretRef.parse(value)
+    return _http_url(value)
 
 
 def _email(value: Any) -> str:
@@ -297,10 +331,13 @@ RemotePath = Annotated[str, PlainValidator(_remote_path, json_schema_input_type=
 LocalPath = Annotated[Path, PlainValidator(_local_path, json_schema_input_type=str)]
 KeySpec = Annotated[Path | Literal["agent"], PlainValidator(_key, json_schema_input_type=str)]
 HttpUrl = Annotated[str, PlainValidator(_http_url, json_schema_input_type=str)]
+WebhookUrl = Annotated[SecretRef | str, PlainValidator(_webhook_url, json_schema_input_type=str)]
 Email = Annotated[str, PlainValidator(_email, json_schema_input_type=str)]
 Datacenter = Annotated[str, PlainValidator(_datacenter, json_schema_input_type=str)]
 HeaderValue = Annotated[SecretRef | str, PlainValidator(_header_value, json_schema_input_type=str)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+# A wait: never forever (.inf), never NaN or negative, at most a day.
+Seconds = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
 Text = Annotated[str, AfterValidator(lambda v: _text(v, "some text"))]
 
 
@@ -458,7 +495,7 @@ class UrlCheck(_Model):
     expected_text: str | None = Field(
         None, description="Text the response body must contain (optional)."
     )
-    max_seconds: float = Field(10, gt=0, description="Longest acceptable response time, seconds.")
+    max_seconds: Seconds = Field(10, description="Longest acceptable response time, seconds.")
 
 
 class MaintenanceSwitch(_Model):
@@ -645,7 +682,7 @@ class SmtpTickets(_Model):
     starttls: bool = Field(True, description="Upgrade the connection with STARTTLS.")
     user: str | None = Field(None, description="SMTP login (optional).")
     password: SecretRef | None = Field(None, description="SMTP password, as a reference.")
-    timeout_seconds: float = Field(30, gt=0, description="Give up after this many seconds.")
+    timeout_seconds: Seconds = Field(30, description="Give up after this many seconds.")
 
     @model_validator(mode="after")
     def _login_pairs(self) -> SmtpTickets:
@@ -662,13 +699,16 @@ class WebhookTickets(_Model):
     """Tickets POSTed as JSON to a URL (a ticketing system's API)."""
 
     type: Literal["webhook"] = Field(description="'webhook'.")
-    url: HttpUrl = Field(description="URL the ticket is POSTed to.")
+    url: WebhookUrl = Field(
+        description="URL the ticket is POSTed to, or a secret reference (env:NAME) to it when "
+        "the URL holds a token (Slack, Teams); shown with its path's tokens masked."
+    )
     headers: dict[str, HeaderValue] = Field(
         default_factory=dict,
         description="Extra HTTP headers; a value may be a reference (env:NAME) and must be one "
         "for credentials (Authorization, tokens, keys).",
     )
-    timeout_seconds: float = Field(10, gt=0, description="Give up after this many seconds.")
+    timeout_seconds: Seconds = Field(10, description="Give up after this many seconds.")
 
     @model_validator(mode="after")
     def _credentials_are_references(self) -> WebhookTickets:

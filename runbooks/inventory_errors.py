@@ -37,7 +37,14 @@ _SHOWS_INPUT = {
     "greater_than_equal",
     "less_than",
     "less_than_equal",
+    "finite_number",
 }
+# Deeper than any inventory needs (about 6 levels); refused before it can exhaust the stack.
+MAX_DEPTH = 32
+TOO_DEEP = (
+    f"nested more than {MAX_DEPTH} levels deep; expected an inventory a few levels deep "
+    "(see config/site.example.yaml)"
+)
 
 
 def read_yaml(path: str | Path) -> tuple[Any, Positions, list[ConfigError]]:
@@ -66,6 +73,8 @@ def read_yaml(path: str | Path) -> tuple[Any, Positions, list[ConfigError]]:
         reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
         return None, {}, [_problem(path, None, "", f"cannot read the file ({reason})")]
 
+    if (deep_at := _too_deep_line(text)) is not None:
+        return None, {}, [_too_deep(path, deep_at)]
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -89,6 +98,8 @@ def read_yaml(path: str | Path) -> tuple[Any, Positions, list[ConfigError]]:
         )
     except yaml.YAMLError as err:
         return None, {}, [_problem(path, None, "", f"invalid YAML: {err}")]
+    except RecursionError:
+        return None, {}, [_too_deep(path, loader.line + 1)]
     finally:
         loader.dispose()
 
@@ -146,6 +157,30 @@ def _record_positions(
         for index, item in enumerate(node.value):
             positions[(*loc, index)] = item.start_mark.line + 1
             _record_positions(item, (*loc, index), positions, problems, path, stack)
+
+
+def _too_deep_line(text: str) -> int | None:
+    """The line where the YAML goes deeper than MAX_DEPTH, if it does.
+
+    The parser is iterative, unlike the composer and pydantic: it reads a file nested 5,000
+    levels deep without exhausting the stack, so the depth is measured before either runs. A
+    syntax error is left to the reader proper, which reports it with its line."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return event.start_mark.line + 1 if event.start_mark else 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return None
+    return None
+
+
+def _too_deep(path: str | Path, line: int) -> ConfigError:
+    return _problem(path, line, "", TOO_DEEP)
 
 
 def validation_problems(
@@ -220,6 +255,8 @@ def _explain(detail: Any, loc: Loc, at_type: Any, root: type[BaseModel]) -> tupl
         return loc, f"expected a whole number{got}"
     if kind in ("float_type", "float_parsing"):
         return loc, f"expected a number{got}"
+    if kind == "finite_number":
+        return loc, f"expected a finite number (never .inf or .nan){got}"
     if kind in ("bool_type", "bool_parsing"):
         return loc, f"expected true or false{got}"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
@@ -230,6 +267,7 @@ def _explain(detail: Any, loc: Loc, at_type: Any, root: type[BaseModel]) -> tupl
             "less_than": "<",
         }[kind]
         bound = next(iter(ctx.values()))
+        bound = f"{bound:g}" if isinstance(bound, float) else bound  # 0, not 0.0
         return loc, f"expected a number {sign} {bound}{got}"
     if kind == "ip_v4_address":
         return loc, f"expected an IPv4 address such as 203.0.113.10{got}"

@@ -30,6 +30,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from providers.commands import path_arg
+
 MANIFEST_FORMAT: Literal["drp-backup-manifest/1"] = "drp-backup-manifest/1"
 MANIFEST_NAME = "manifest.json"
 SET_ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -304,9 +306,9 @@ def tree_stats_argv(path: str) -> list[str]:
     return [
         "sh",
         "-c",
-        f'test -d "$1" || {{ echo "no such directory: $1" >&2; exit 3; }}; {_TREE_STATS}',
+        f'test -d "$1" || {{ echo "no such directory: ${{1#./}}" >&2; exit 3; }}; {_TREE_STATS}',
         "sh",
-        path,
+        path_arg(path),
     ]
 
 
@@ -322,7 +324,8 @@ def file_stats_argv(paths: list[str]) -> list[str]:
     """For each path, one line `size<TAB>sha256<TAB>path`, or `missing<TAB>-<TAB>path`."""
     script = (
         'for f in "$@"; do if [ -f "$f" ]; then '
-        'printf "%s\\t%s\\t%s\\n" "$(stat -c %s "$f")" "$(sha256sum < "$f" | cut -d" " -f1)" "$f"; '
+        'printf "%s\\t%s\\t%s\\n" "$(stat -c %s -- "$f")" '
+        '"$(sha256sum < "$f" | cut -d" " -f1)" "$f"; '
         'else printf "missing\\t-\\t%s\\n" "$f"; fi; done'
     )
     return ["sh", "-c", script, "sh", *paths]
@@ -351,13 +354,15 @@ def list_sets_argv(area: str) -> list[str]:
         'printf "%s\\t%s\\n" "$d" "$(base64 -w0 "$d/manifest.json")"; '
         'else printf "%s\\t\\n" "$d"; fi; done'
     )
-    return ["sh", "-c", script, "sh", area]
+    return ["sh", "-c", script, "sh", path_arg(area)]
 
 
 def write_file_atomically_argv(path: str) -> list[str]:
     """Writes stdin to `path` through a temporary name in the same directory, then renames it, so
     a reader sees either no file or the whole file (rename is atomic within a file system)."""
-    script = 'set -e; t="$1.tmp.$$"; cat > "$t"; sync "$t" 2>/dev/null || true; mv -f "$t" "$1"'
+    script = (
+        'set -e; t="$1.tmp.$$"; cat > "$t"; sync -- "$t" 2>/dev/null || true; mv -f -- "$t" "$1"'
+    )
     return ["sh", "-c", script, "sh", path]
 
 

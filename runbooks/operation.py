@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 KINDS = ("activate", "return", "drill", "backup")
-_PATTERN = re.compile(r"^[a-z][a-z0-9-]{2,62}[a-z0-9]$")
+_PATTERN = re.compile(r"[a-z][a-z0-9-]{2,62}[a-z0-9]")
 
 
 def new_operation_id(kind: str, now: datetime | None = None) -> str:
@@ -24,7 +24,8 @@ def new_operation_id(kind: str, now: datetime | None = None) -> str:
 
 def check_operation_id(value: str) -> str:
     """The id itself when it is safe to use in file names, cache keys, markers and tickets."""
-    if not _PATTERN.match(value):
+    # fullmatch: `$` would let a trailing newline through into file names and markers.
+    if not isinstance(value, str) or not _PATTERN.fullmatch(value):
         raise ValueError(
             f"operation id {value!r} is not valid: use 4 to 64 lowercase letters, digits and "
             "dashes, starting with a letter (for example activate-20261129-0215-7f3a)"

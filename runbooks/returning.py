@@ -386,8 +386,7 @@ def return_trees(ctx: OperationContext, environments: list[Environment]) -> list
                     path,
                     parent or ".",
                     parent or ".",
-                    (f"/{base}",),
-                    ("*",),
+                    *connect.one_file_filter(base),
                 )
             )
         else:

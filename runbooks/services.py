@@ -91,7 +91,11 @@ def ticket_backends(site: Site) -> list[TicketBackend]:
             backends.append(
                 WebhookTicketBackend(
                     name,
-                    url=str(config.url),
+                    url=(
+                        config.url
+                        if isinstance(config.url, str)
+                        else site.resolve_secret(config.url)
+                    ),
                     ledger=ledger,
                     headers=headers,
                     timeout=config.timeout_seconds,

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from backup_lab import remove_backup_area, write_inventory
 from typer.testing import CliRunner
 
@@ -368,3 +369,51 @@ def test_failed_backup_exits_1_names_the_step_and_leaves_an_incomplete_set(scene
     assert "it is listed as incomplete" in result.output
     listed = json.loads(invoke(backup_app, ["list", "--config", str(s.path), "--json"]).stdout)
     assert [(x["server"], x["status"]) for x in listed["sets"]] == [("backup-odd", "incomplete")]
+
+
+# -- a single file whose name rsync would read as a pattern -----------------------------------
+
+
+@pytest.mark.parametrize("name", ["report[1].conf", "all*.conf", "who?.conf"])
+def test_single_file_named_like_a_pattern_is_backed_up_with_its_bytes(scene, name: str) -> None:
+    """rsync reads `[`, `*`, `?` in an include as wildcards: unescaped, the set came out
+    complete with 0 files. Then `drp backup list` says what it checked, and finds the damage."""
+    s = scene()
+    directory = f"srv/drp-test-single-{os.getpid()}"
+    production = topology.paths().host_root("production")
+    (production / directory).mkdir()
+    os.chown(production / directory, *_owner(production / "srv"))
+    content = f"setting = {name}\n".encode() * 100
+    (production / directory / name).write_bytes(content)
+    os.chown(production / directory / name, *_owner(production / "srv"))
+    try:
+        data = yaml.safe_load(s.path.read_text())
+        data["environments"][0]["configs"].append({"path": f"{directory}/{name}"})
+        s.path.write_text(yaml.safe_dump(data, sort_keys=False))
+        s.site = load_site(s.path)
+
+        manifest = s.daily("even", only="files").manifests["backup-even"]
+
+        [record] = [t for t in manifest.trees if t.source == f"{directory}/{name}"]
+        assert (record.source_is_file, record.files, record.bytes) == (True, 1, len(content))
+        copied = s.set_root("backup-even", manifest.set_id) / record.path
+        assert [p.name for p in copied.iterdir()] == [name]
+        assert (copied / name).read_bytes() == content
+
+        listed = invoke(backup_app, ["list", "--config", str(s.path)])
+        assert "complete (not verified)" in listed.output
+        assert "Not verified: only the manifests were read." in listed.output
+        verified = invoke(backup_app, ["list", "--config", str(s.path), "--verify"])
+        assert "complete, verified" in verified.output and "Not verified" not in verified.output
+
+        (copied / name).write_bytes(content + b"x")
+        listed = invoke(backup_app, ["list", "--config", str(s.path)])
+        assert "complete (not verified)" in listed.output and "corrupt:" not in listed.output
+        verified = invoke(backup_app, ["list", "--config", str(s.path), "--verify", "--json"])
+        [found] = json.loads(verified.stdout)["sets"]
+        assert (found["status"], found["verified"]) == ("corrupt", True)
+        assert f"{record.path}: {len(content) + 1} bytes, manifest says" in found["reason"]
+    finally:
+        for path in sorted((production / directory).rglob("*"), reverse=True):
+            path.unlink()
+        (production / directory).rmdir()

@@ -606,3 +606,33 @@ def test_half_line_left_by_a_crash_does_not_count_as_sent(tmp_path: Path) -> Non
     assert json.loads(lines[2])["event"] == "returned-to-production"
     assert "line 3 of" in (backend.already_sent("op-123", "returned-to-production") or "")
     assert [t.event for t in backend.tickets()] == ["drp-finalized", "returned-to-production"]
+
+
+SLACK_TOKEN = "XqL9vT2mB7kR4wZ8nP3sY6dQ"
+
+
+def test_token_in_a_webhook_path_reaches_the_server_and_is_never_shown(
+    hook: Hook, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Slack-style URL: the token is the path's last part; it is sent, never shown."""
+    base = hook.url.removesuffix("/hooks/drp")
+    url = f"{base}/services/T0AB12CD3/B0EF45GH6/{SLACK_TOKEN}"
+    ledger = tmp_path / "sent.jsonl"
+    backend = WebhookTicketBackend("slack", url=url, ledger=ledger, timeout=5)
+    caplog.set_level(logging.DEBUG)
+
+    described = backend.describe(ticket())
+    result = backend.send(ticket())
+    hook.status = 500
+    with pytest.raises(TicketError) as caught:
+        backend.send(ticket("drill-finished"))
+
+    assert [r["path"] for r in hook.received] == [
+        f"/services/T0AB12CD3/B0EF45GH6/{SLACK_TOKEN}"
+    ] * 2
+    assert backend.target == f"{base}/services/***"
+    assert f"to {base}/services/*** with" in described
+    shown = [described, result.sentence, str(caught.value), ledger.read_text(), caplog.text]
+    assert all(SLACK_TOKEN not in text and "B0EF45GH6" not in text for text in shown), shown
+    [entry] = ledger_lines(ledger)
+    assert entry["target"] == f"{base}/services/***"

@@ -81,13 +81,14 @@ def test_pg_restore_argv_is_parallel_stops_at_first_error_and_drops_owners() -> 
         "--jobs=4",
         "--exit-on-error",
         "--no-owner",
+        "--",
         "/srv/dumps/app_users.dump",
     ]
 
 
 def test_pg_restore_argv_options() -> None:
     argv = postgres.pg_restore_argv(PG, "/d.dump", jobs=1, no_owner=False, no_privileges=True)
-    assert argv[-3:] == ["--exit-on-error", "--no-privileges", "/d.dump"]
+    assert argv[-4:] == ["--exit-on-error", "--no-privileges", "--", "/d.dump"]
     with pytest.raises(ValueError, match="at least 1"):
         postgres.pg_restore_argv(PG, "/d.dump", jobs=0)
 

@@ -74,10 +74,10 @@ def test_host_commands_are_exact_argv() -> None:
     assert aside.touch_argv("srv/app", "1764380000.5") == [
         "touch", "-m", "-c", "-d", "@1764380000.5", "--", "srv/app",
     ]  # fmt: skip
-    assert aside.mtime_argv("srv/app") == ["find", "srv/app", "-maxdepth", "0", "-printf", "%T@"]
+    assert aside.mtime_argv("srv/app") == ["find", "./srv/app", "-maxdepth", "0", "-printf", "%T@"]
     assert aside.exists_argv(["a b", "c"])[-3:] == ["sh", "a b", "c"]
     assert aside.listing_argv("srv/a b")[:4] == ["bash", "-o", "pipefail", "-c"]
-    assert aside.listing_argv("srv/a b")[-2:] == ["bash", "srv/a b"]  # a parameter, not shell text
+    assert aside.listing_argv("srv/a b")[-2:] == ["bash", "./srv/a b"]  # a parameter, not text
     assert aside.read_file_argv("x y")[-1] == "x y"
 
 

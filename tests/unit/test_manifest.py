@@ -114,7 +114,7 @@ def test_truncated_manifest_is_invalid(tmp_path: Path) -> None:
 def test_tree_stats_argv_is_exact() -> None:
     argv = mf.tree_stats_argv("backups/app/x/files/www")
     assert argv[:2] == ["sh", "-c"]
-    assert argv[3:] == ["sh", "backups/app/x/files/www"]
+    assert argv[3:] == ["sh", "./backups/app/x/files/www"]  # never an option of find
     assert "LC_ALL=C sort" in argv[2] and "%P\\t%s\\t%Ts\\n" in argv[2]
 
 
