@@ -7,7 +7,8 @@
   import the databases           dump pulled to the DRP server, restored there, counts checked
   verify the service             URL checks sent to the DRP address with the site's Host
   information ticket             "DRP finalized"
-  switch DNS                     every record to the DRP address; refresh; all servers agree
+  switch DNS                     per zone, every record to the DRP address at once (all or
+                                 nothing); every authoritative server asked until all agree
   verify again                   URL checks through the name, as the servers now answer it
 
 A drill runs the same steps without the DNS switch (and with a "drill finished" ticket).
@@ -29,10 +30,12 @@ from runbooks.common_steps import (
     CopyTree,
     DnsCredentials,
     HostReachable,
+    RecordSwitch,
     SendTicket,
-    SwitchRecord,
+    SwitchZone,
     TreeSource,
     WaitPropagation,
+    switch_zones,
 )
 from runbooks.context import OperationContext
 from runbooks.inventory import Database, DatabaseRole, Environment, Site, Tree
@@ -59,8 +62,9 @@ __all__ = [
     "CheckService",
     "CopyTree",
     "Operation",
+    "RecordSwitch",
     "RestoreDatabase",
-    "SwitchRecord",
+    "SwitchZone",
     "WaitPropagation",
     "activation_steps",
     "drill_steps",
@@ -414,14 +418,14 @@ def activation_steps(op: Operation) -> list[Step]:
     steps.append(
         _ticket(op, "drp-finalized", "DRP finalized", "The DRP is finalized; DNS now switches.")
     )
-    by_zone: dict[str, list[SwitchRecord]] = {}
-    for env in _environments(op):
-        for record in env.dns_records:
-            switch = SwitchRecord(op, record, op.record_target(TARGET, record))
-            steps.append(switch)
-            by_zone.setdefault(record.zone, []).append(switch)
-    for zone, switches in sorted(by_zone.items()):
-        steps.append(WaitPropagation(op, zone, switches))
+    steps += switch_zones(
+        op,
+        [
+            RecordSwitch(record, op.record_target(TARGET, record))
+            for env in _environments(op)
+            for record in env.dns_records
+        ],
+    )
     for env in _environments(op):
         if env.url_checks:
             steps.append(CheckService(op, env, phase=70))

@@ -8,8 +8,9 @@
   one side, entered or lifted;
 - `CheckService`: the environment's URL checks sent to one side's public address, or through DNS;
 - `SendTicket`: an information ticket, once per operation and event;
-- `SwitchRecord` and `WaitPropagation`: a DNS record pointed at one side, refusing a current value
-  nobody expects; then every authoritative server asked until all answer.
+- `SwitchZone` and `WaitPropagation`: a zone's records pointed at one side all together or not
+  at all, refusing a current value nobody expects; then every authoritative server asked,
+  directly, until all answer.
 """
 
 from __future__ import annotations
@@ -20,21 +21,24 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import dns.exception
-import dns.resolver
-
 from providers import aside
-from providers.dns_base import DnsError, relative_name
-from providers.dns_check import wait_for_propagation
+from providers.dns_base import DnsError, RecordSet, ZoneChange, relative_name
+from providers.dns_check import (
+    AuthoritativeServer,
+    ask_every_server,
+    servers_of_zone,
+    wait_for_propagation,
+)
 from providers.http_check import probe_url
 from providers.rsync import CopyOptions, CopyProgress, RemoteEndpoint, copy_tree, plan_copy
 from providers.tickets import Ticket
 from runbooks import connect
 from runbooks.context import OperationContext
-from runbooks.errors import StepFailed, UnsafePlan
+from runbooks.errors import DrpError, StepFailed, UnsafePlan
 from runbooks.inventory import DnsRecord, Environment, MaintenanceSwitch, Role, UrlCheck
 from runbooks.render import human_bytes
-from runbooks.services import dns_resolver
+from runbooks.report import load_report
+from runbooks.services import reports_dir
 from runbooks.steps import (
     Applied,
     Change,
@@ -321,6 +325,7 @@ class CheckService(ReadOnlyStep):
         )
         self.ctx, self.env, self.role = ctx, env, role
         self.phase, self.proves = phase, proves
+        self._servers: dict[str, tuple[AuthoritativeServer, ...]] = {}
 
     def describe(self) -> list[Change]:
         where = (
@@ -330,16 +335,23 @@ class CheckService(ReadOnlyStep):
         )
         return [Change("check", u.url, where) for u in self.env.url_checks]
 
-    def _resolve(self, host: str) -> str | None:
-        address, port = dns_resolver(self.ctx.site)
-        resolver = dns.resolver.Resolver(configure=address is None)
-        if address is not None:
-            resolver.nameservers = [address]
-            resolver.port = port
-        try:
-            return str(resolver.resolve(host, "A", lifetime=5)[0])
-        except dns.exception.DNSException:
-            return None
+    def _resolve(self, host: str) -> tuple[str | None, str]:
+        """The address every authoritative server of the host's zone answers, asked directly
+        (never a resolver and its cache); None with the reason when they do not all agree."""
+        zone = zone_of(self.ctx, host)
+        if zone is None:
+            return None, (
+                f"{host} is in none of the site's zones "
+                f"({', '.join(map(str, self.ctx.site.dns.zones))}): drp cannot ask its "
+                "authoritative servers"
+            )
+        if zone not in self._servers:
+            try:
+                self._servers[zone] = authoritative_servers(self.ctx, zone)
+            except DnsError as err:
+                return None, str(err)
+        answer, said = ask_every_server(self._servers[zone], host, "A", timeout=5)
+        return (answer[0] if answer else None), said
 
     def check(self) -> Check:
         results = [self._probe(check) for check in self.env.url_checks]
@@ -352,9 +364,9 @@ class CheckService(ReadOnlyStep):
         url = str(check.url)
         if self.role is None:
             host = urlsplit(url).hostname or ""
-            address = self._resolve(host)
+            address, said = self._resolve(host)
             if address is None:
-                return False, f"{host} does not resolve at the zone's name servers"
+                return False, said
         else:
             address = self.ctx.public_address(self.role)
         probe = probe_url(
@@ -398,10 +410,45 @@ class SendTicket(Step):
 
 
 # -- DNS ---------------------------------------------------------------------------------------
-class SwitchRecord(Step):
-    """Point one record at one side. Before the first switch, the record as it was is kept in
-    the report (`dns_before`). With `expected`, a current value that is neither the target nor
-    one of the expected ones (someone changed it) is refused unless the operation is forced."""
+@dataclass(frozen=True)
+class RecordSwitch:
+    """One record of a zone switch: where it goes, and (on return) the values it may hold
+    now. Without `expected`, the values it may hold are those the plan showed."""
+
+    record: DnsRecord
+    target: str
+    expected: tuple[str, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        return relative_name(self.record.zone, self.record.name if self.record.name != "@" else "")
+
+    @property
+    def rtype(self) -> str:
+        return self.record.type.upper()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.name, self.rtype)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name or '@'}.{self.record.zone} {self.rtype}"
+
+
+Values = dict[tuple[str, str], RecordSet]
+
+
+class SwitchZone(Step):
+    """Point every switched record of one zone at one side, all together or not at all.
+
+    The plan shows each record before -> after (its hash covers the values read then). At run
+    time each record is read once: a value that is neither the target nor one the plan showed
+    (or, with `expected`, one of those) stops the switch unless the operation is forced, and a
+    forced switch says so in its result. The provider then writes the whole zone at once: one
+    RFC 2136 UPDATE whose prerequisites are the values read, or every OVH write then one
+    refresh, put back if a write fails. What the records held before is kept in the report
+    (`dns_before`, one entry per record) for the return."""
 
     phase = 60
     memory = "dns_before"
@@ -409,76 +456,197 @@ class SwitchRecord(Step):
     def __init__(
         self,
         ctx: OperationContext,
-        record: DnsRecord,
-        target: str,
+        zone: str,
+        switches: list[RecordSwitch],
         *,
-        expected: tuple[str, ...] | None = None,
         phase: int = 60,
     ) -> None:
-        name = relative_name(record.zone, record.name if record.name != "@" else "")
-        shown = name or "@"
-        super().__init__(
-            f"dns-{record.zone}-{shown}-{record.type}",
-            f"Point {shown}.{record.zone} {record.type} at {target}",
-        )
-        self.ctx, self.record, self.name, self.target = ctx, record, name, target
-        self.expected, self.phase = expected, phase
-        self.label = f"{shown}.{record.zone} {record.type}"
+        shown = ", ".join(f"{s.name or '@'} {s.rtype}" for s in switches)
+        targets = ", ".join(sorted({s.target for s in switches}))
+        super().__init__(f"dns-switch-{zone}", f"Switch {shown} of {zone} to {targets}")
+        self.ctx, self.zone, self.switches, self.phase = ctx, zone, switches, phase
+        self._planned: dict[tuple[str, str], tuple[str, ...]] | None = None
+        self._fresh: Values | None = None  # read for remember(), handed to the check after it
+        self._now: Values | None = None  # what the check read: the values apply() works from
+        self._result: ZoneChange | None = None
 
-    def describe(self) -> list[Change]:
-        return [
-            Change(
-                "update-record",
-                f"{self.record.zone} {self.name or '@'} {self.record.type}",
-                f"-> {self.target}",
-            )
-        ]
+    # -- reading -------------------------------------------------------------------------------
+    def _read(self) -> Values:
+        return self.ctx.dns.read_records(self.zone, [s.key for s in self.switches])
 
-    def writes(self) -> list[Write]:
-        return [Write("", "dns", self.label)]
-
-    def current(self) -> tuple[str, ...]:
-        return self.ctx.dns.get_records(self.record.zone, self.name, self.record.type).targets
-
-    def remember(self) -> dict[str, Any]:
+    def _recorded(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        """What this operation recorded before its first switch (a resumed run): its plan
+        shows the same before values as the first run's, so the order given still holds."""
+        try:
+            report = load_report(reports_dir(self.ctx.site), self.ctx.operation_id)
+        except DrpError:
+            return {}
         return {
-            "zone": self.record.zone,
-            "name": self.name or "@",
-            "type": self.record.type,
-            "targets": list(self.current()),
+            (relative_name(self.zone, "" if d["name"] == "@" else d["name"]), d["type"]): tuple(
+                d["targets"]
+            )
+            for d in report.dns_before
+            if d.get("key") == self.key
         }
 
-    def check(self) -> Check:
-        now = self.current()
-        if now == (self.target,):
-            return Check(
-                True, f"{self.label} already points at {self.target} in the provider's zone"
-            )
-        return Check(False, f"{self.label} points at {', '.join(now) or 'nothing'}")
+    def planned(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        """The values the plan shows as before: read once when the plan is made."""
+        if self._planned is None:
+            recorded = self._recorded()
+            if all(s.key in recorded for s in self.switches):
+                self._planned = recorded
+            else:
+                self._planned = {k: v.targets for k, v in self._read().items()}
+        return self._planned
 
-    def unexpected(self) -> str | None:
-        """Why the current value stops the switch (None: it may go ahead)."""
-        if self.expected is None:
-            return None
-        now = self.current()
-        strange = [v for v in now if v != self.target and v not in self.expected]
-        if not strange:
-            return None
-        return (
-            f"{self.label} points at {', '.join(now)}, which is neither "
-            f"{' nor '.join(sorted({self.target, *self.expected}))}: someone changed it since. "
-            "Check who did and why; run again with --force to switch it anyway"
-        )
+    # -- the plan ------------------------------------------------------------------------------
+    def describe(self) -> list[Change]:
+        try:
+            before = self.planned()
+        except DnsError as err:
+            return [
+                Change("update-record", f"{self.zone} {s.name or '@'} {s.rtype}",
+                       f"current value unreadable ({err}) -> {s.target}")
+                for s in self.switches
+            ]  # fmt: skip
+        changes = []
+        for s in self.switches:
+            was = before.get(s.key, ())
+            detail = f"{', '.join(was) or 'absent'} -> {s.target}"
+            if was == (s.target,):
+                detail += " (already)"
+            elif s.expected is not None and self._strange(s, was):
+                forced = "forced (--force)" if self.ctx.force else "stops the switch unless --force"
+                detail += f" (unexpected: neither {self._allowed_text(s)}; {forced})"
+            changes.append(
+                Change("update-record", f"{self.zone} {s.name or '@'} {s.rtype}", detail)
+            )
+        return changes
+
+    def writes(self) -> list[Write]:
+        return [Write("", "dns", s.label) for s in self.switches]
+
+    def remember(self) -> dict[str, Any]:
+        self._fresh = self._read()
+        return {
+            "zone": self.zone,
+            "records": [
+                {
+                    "name": s.name or "@",
+                    "type": s.rtype,
+                    "targets": list(self._fresh[s.key].targets),
+                }
+                for s in self.switches
+            ],
+        }
+
+    # -- check, apply, verify ------------------------------------------------------------------
+    def _where(self, values: Values) -> Check:
+        off = [s for s in self.switches if values[s.key].targets != (s.target,)]
+        if not off:
+            return Check(
+                True,
+                f"every switched record of {self.zone} already points at "
+                f"{', '.join(sorted({s.target for s in self.switches}))} in the provider's zone",
+            )
+        return Check(
+            False,
+            "; ".join(f"{s.label} points at {', '.join(values[s.key].targets) or 'nothing'}"
+                      for s in off),
+        )  # fmt: skip
+
+    def check(self) -> Check:
+        now, self._fresh = self._fresh, None
+        self._now = now if now is not None else self._read()
+        self._result = None
+        return self._where(self._now)
+
+    def _allowed(self, s: RecordSwitch) -> tuple[str, ...]:
+        """The values the record may hold before its switch: the expected ones, else the ones
+        the plan showed (empty: not known, anything goes)."""
+        if s.expected is not None:
+            return s.expected
+        return self._planned.get(s.key, ()) if self._planned is not None else ()
+
+    def _allowed_text(self, s: RecordSwitch) -> str:
+        return " nor ".join(sorted({s.target, *self._allowed(s)}))
+
+    def _strange(self, s: RecordSwitch, values: tuple[str, ...]) -> bool:
+        """A value nobody expects: neither the target nor one it may hold before."""
+        if values == (s.target,):
+            return False
+        if s.expected is not None:
+            return any(v != s.target and v not in s.expected for v in values)
+        if self._planned is None or s.key not in self._planned:
+            return False
+        return values != self._planned[s.key]
+
+    def unexpected(self, values: Values) -> list[str]:
+        """Why the current values stop the switch, one sentence per record (empty: go)."""
+        return [
+            f"{s.label} points at {', '.join(values[s.key].targets)}, which is neither "
+            f"{self._allowed_text(s)}"
+            for s in self.switches
+            if values[s.key].targets != (s.target,) and self._strange(s, values[s.key].targets)
+        ]
 
     def apply(self, progress: ProgressCallback | None = None) -> Applied:
-        why = self.unexpected()
-        if why and not self.ctx.force:
-            raise UnsafePlan(why)
-        change = self.ctx.dns.set_records(
-            self.record.zone, self.name, self.record.type, [self.target]
+        now = self._now if self._now is not None else self._read()
+        strange = self.unexpected(now)
+        if strange and not self.ctx.force:
+            raise UnsafePlan(
+                "; ".join(strange) + ": someone changed it since. Check who did and why; run "
+                "again with --force to switch it anyway"
+            )
+        dns = self.ctx.dns
+        plan = dns.plan_zone(
+            self.zone, [(s.name, s.rtype, [s.target]) for s in self.switches], current=now
         )
-        forced = f" (forced over {why.split(', which')[0]})" if why else ""
-        return Applied(change.reason + forced, details={"before": change.before.data})
+        self._result = dns.apply_zone(plan)
+        forced = f" (forced with --force over: {'; '.join(strange)})" if strange else ""
+        details: dict[str, Any] = {
+            "records": [
+                {
+                    "name": c.after.name or "@",
+                    "type": c.after.rtype,
+                    "before": list(c.before.targets),
+                    "after": list(c.after.targets),
+                }
+                for c in self._result.changes
+            ],
+            "operations": list(self._result.operations),
+        }
+        if strange:
+            details["forced"] = strange
+        return Applied(f"{self._result.reason}{forced}", details=details)
+
+    def verify(self) -> Check:
+        """The provider read every changed record back once after writing: that is the proof."""
+        if self._result is not None and self._result.applied:
+            return self._where(
+                {(c.after.name, c.after.rtype): c.after for c in self._result.changes}
+            )
+        return self.check()
+
+
+def zone_of(ctx: OperationContext, host: str) -> str | None:
+    """The site's zone `host` is in (the longest that fits), None when it is in none."""
+    host = host.rstrip(".").lower()
+    fits = [
+        str(z).rstrip(".").lower()
+        for z in ctx.site.dns.zones
+        if host == str(z).rstrip(".").lower() or host.endswith("." + str(z).rstrip(".").lower())
+    ]
+    return max(fits, key=len) if fits else None
+
+
+def authoritative_servers(ctx: OperationContext, zone: str) -> tuple[AuthoritativeServer, ...]:
+    """Who to ask about `zone`: every server in dns.nameservers, else every NS of the zone as
+    the provider holds it. Each is asked directly; no resolver and no cache come between."""
+    given = ctx.site.dns.nameservers
+    if given:
+        return tuple(AuthoritativeServer(str(n.address), str(n.address), n.port) for n in given)
+    return servers_of_zone(zone, ctx.dns.get_records)
 
 
 class WaitPropagation(Step):
@@ -490,34 +658,37 @@ class WaitPropagation(Step):
     def __init__(
         self,
         ctx: OperationContext,
-        zone: str,
-        switches: list[SwitchRecord],
+        switch: SwitchZone,
         timeout: float = 120,
         *,
         phase: int = 65,
     ) -> None:
-        targets = ", ".join(sorted({s.target for s in switches}))
+        zone = switch.zone
+        targets = ", ".join(sorted({s.target for s in switch.switches}))
         super().__init__(
-            f"dns-propagation-{zone}", f"Wait until every name server of {zone} answers {targets}"
+            f"dns-propagation-{zone}",
+            f"Wait until every authoritative server of {zone} answers {targets}",
         )
-        self.ctx, self.zone, self.switches, self.timeout = ctx, zone, switches, timeout
+        self.ctx, self.zone, self.switches, self.timeout = ctx, zone, switch.switches, timeout
         self.phase = phase
+        self._servers: tuple[AuthoritativeServer, ...] | None = None
 
     def describe(self) -> list[Change]:
         what = "refresh the zone, then ask" if self.ctx.site.dns.provider == "ovh" else "ask"
-        return [Change("refresh-zone", f"dns {self.zone}", f"{what} every authoritative server")]
+        given = self.ctx.site.dns.nameservers
+        who = ", ".join(f"{n.address}:{n.port}" for n in given) if given else "every NS of the zone"
+        return [Change("refresh-zone", f"dns {self.zone}", f"{what} {who}, each directly")]
+
+    def servers(self) -> tuple[AuthoritativeServer, ...]:
+        if self._servers is None:
+            self._servers = authoritative_servers(self.ctx, self.zone)
+        return self._servers
 
     def _reports(self, timeout: float) -> list[Any]:
-        address, port = dns_resolver(self.ctx.site)
+        servers = self.servers()
         return [
             wait_for_propagation(
-                self.zone,
-                s.name,
-                s.record.type,
-                [s.target],
-                resolver=address,
-                port=port,
-                timeout=timeout,
+                self.zone, s.name, s.rtype, [s.target], servers=servers, timeout=timeout
             )
             for s in self.switches
         ]
@@ -534,11 +705,24 @@ class WaitPropagation(Step):
         pending = [r.summary() for r in reports if not r.complete]
         if pending:
             raise StepFailed(
-                f"after {self.timeout:.0f} s, not every name server answers the new address: "
+                f"after {self.timeout:.0f} s, not every authoritative server answers the new "
+                "address: "
                 + "; ".join(pending)
                 + ". Run again to keep waiting; check the provider's zone if it persists"
             )
         return Applied(f"{said}; " + "; ".join(r.summary() for r in reports))
+
+
+def switch_zones(ctx: OperationContext, switches: list[RecordSwitch]) -> list[Step]:
+    """A `SwitchZone` per zone, then its `WaitPropagation`: what a runbook's DNS part is."""
+    by_zone: dict[str, list[RecordSwitch]] = {}
+    for s in switches:
+        by_zone.setdefault(s.record.zone, []).append(s)
+    steps: list[Step] = []
+    for zone, records in sorted(by_zone.items()):
+        switch = SwitchZone(ctx, zone, records)
+        steps += [switch, WaitPropagation(ctx, switch)]
+    return steps
 
 
 class DnsCredentials(ReadOnlyStep):

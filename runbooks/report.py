@@ -83,8 +83,16 @@ class Report:
 
     @property
     def dns_before(self) -> list[dict[str, Any]]:
-        """The DNS records as they were before the first switch: what a return puts back."""
-        return self.memory.get("dns_before", [])
+        """The DNS records as they were before the first switch, one entry per record (zone,
+        name, type, targets): what a return puts back. A zone's switch keeps its records
+        together (`records`); they are listed one by one here."""
+        entries: list[dict[str, Any]] = []
+        for d in self.memory.get("dns_before", []):
+            if "records" in d:
+                entries += [{"key": d["key"], "zone": d["zone"], **r} for r in d["records"]]
+            else:
+                entries.append(d)
+        return entries
 
     # -- measures ----------------------------------------------------------------------------
     @property

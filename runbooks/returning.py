@@ -40,13 +40,13 @@ from runbooks.common_steps import (
     CopyTree,
     DnsCredentials,
     HostReachable,
+    RecordSwitch,
     SendTicket,
     SetMaintenance,
-    SwitchRecord,
     TreeSource,
-    WaitPropagation,
     aside_root,
     operation_dir,
+    switch_zones,
 )
 from runbooks.context import OperationContext
 from runbooks.engine import PreflightFinding, Runbook, run_preflight
@@ -481,20 +481,21 @@ def return_runbook(
             f"{ctx.operation_id}.",
         )
     )
-    by_zone: dict[str, list[SwitchRecord]] = {}
     drp_values = {ctx.public_address(SOURCE, "A")}
     if ctx.site.hosts.drp.public_ipv6 is not None:
         drp_values.add(ctx.public_address(SOURCE, "AAAA"))
-    for env in environments:
-        for record in env.dns_records:
-            target = back.targets[(record.zone, _shown(record.name), record.type)]
-            inventory_production = ctx.record_target(TARGET, record)
-            expected = tuple(sorted(drp_values | {inventory_production}))
-            switch = SwitchRecord(ctx, record, target, expected=expected)
-            steps.append(switch)
-            by_zone.setdefault(record.zone, []).append(switch)
-    for zone, switches in sorted(by_zone.items()):
-        steps.append(WaitPropagation(ctx, zone, switches))
+    steps += switch_zones(
+        ctx,
+        [
+            RecordSwitch(
+                record,
+                back.targets[(record.zone, _shown(record.name), record.type)],
+                expected=tuple(sorted(drp_values | {ctx.record_target(TARGET, record)})),
+            )
+            for env in environments
+            for record in env.dns_records
+        ],
+    )
     for env in environments:
         steps.append(SetMaintenance(ctx, env, TARGET, on=False, phase=70))
         steps.append(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from runbooks.activation import Operation, SwitchRecord, WaitPropagation, activation_steps
+from runbooks.activation import Operation, SwitchZone, WaitPropagation, activation_steps
 from runbooks.backups import EnvironmentChoice, Selection
 from runbooks.inventory import load_site
 
@@ -37,11 +37,12 @@ def test_a_records_go_to_the_drp_ipv4_and_aaaa_records_to_its_ipv6(tmp_path: Pat
     selection = Selection(now, {"app": EnvironmentChoice("app", now)})  # nothing to restore
     op = Operation(site, "activate-unit-1", "activate", selection)
     steps = activation_steps(op)
-    switches = {(s.name, s.record.type): s.target for s in steps if isinstance(s, SwitchRecord)}
+    (zone,) = [s for s in steps if isinstance(s, SwitchZone)]
+    switches = {(s.name, s.rtype): s.target for s in zone.switches}
     assert switches == {("", "A"): "127.0.10.4", ("www", "A"): "127.0.10.4",
                         ("www", "AAAA"): "2001:db8::4"}  # fmt: skip
     (wait,) = [s for s in steps if isinstance(s, WaitPropagation)]
     assert "127.0.10.4, 2001:db8::4" in wait.title
-    assert [c.detail for s in steps if isinstance(s, SwitchRecord) for c in s.describe()] == [
-        "-> 127.0.10.4", "-> 127.0.10.4", "-> 2001:db8::4"
-    ]  # fmt: skip
+    # One step switches the whole zone, after the ticket; the wait follows it.
+    assert zone.key == "dns-switch-drp-lab.test"
+    assert [s.key for s in steps if s.phase >= 60] == [zone.key, wait.key, "verify-app-dns"]
