@@ -19,8 +19,11 @@ Either way the inner ssh checks the sending host's key against a known_hosts fil
 receiving host (`StrictHostKeyChecking=yes`, default `~/.ssh/known_hosts`) and never prompts
 (`BatchMode=yes`): an unknown or changed host key stops the copy with a message that says so.
 
-Copies are safe to interrupt and re-run: a partly sent file is kept in `.rsync-partial/` inside
-its directory and the next run sends only the rest. Nothing on the receiving side is deleted
+Copies are safe to interrupt and re-run: a partly sent file is kept (in `.rsync-partial/` inside
+its directory, or in the copy's own `partial_dir`) and the next run sends only the rest. An
+interrupted copy must end by a signal rsync catches (TERM, INT, HUP) to keep that file: the SSH
+provider's guard sends TERM to a command whose channel closes, so that drp dying ends its copy
+that way. Nothing on the receiving side is deleted
 unless the caller asks for `delete=True`; with `backup_dir`, what a copy replaces or deletes is
 moved there instead of being lost. Paths are relative to the SSH user's home unless
 absolute (a leading `~/` is accepted and means the same); they may contain spaces, quotes or a
@@ -115,6 +118,11 @@ class CopyOptions:
     owner: bool = True  # only effective when rsync runs as root on the receiving host
     group: bool = True
     bwlimit_kib: int | None = None  # KiB per second; None = as fast as the link goes
+    # Where an interrupted copy keeps its half-sent file for the next run. None: a
+    # `.rsync-partial/` inside each directory of the destination (rsync hides it from the copy).
+    # An absolute path (one per copy, outside the destination): kept apart from the tree, so that
+    # a copy that deletes extra files and a comparison of the whole tree never meet it.
+    partial_dir: str | None = None
     io_timeout: int | None = 600  # seconds without any data before rsync gives up (exit 30)
 
 
@@ -329,7 +337,10 @@ def rsync_options(options: CopyOptions) -> list[str]:
         argv.append("--no-owner")
     if not options.group:
         argv.append("--no-group")
-    argv += ["--partial", f"--partial-dir={PARTIAL_DIR}", "--protect-args"]
+    partial_dir = options.partial_dir or PARTIAL_DIR
+    if options.partial_dir is not None and not options.partial_dir.startswith("/"):
+        raise ValueError(f"{options.partial_dir!r}: a copy's own partial directory is absolute")
+    argv += ["--partial", f"--partial-dir={partial_dir}", "--protect-args"]
     if options.delete:
         argv.append("--delete")
     if options.checksum:
@@ -610,7 +621,9 @@ def copy_tree(
     options = options or CopyOptions()
     log = logging.getLogger(f"Rsync[{receiver.name}]")
     dest = home_relative(dest_path)
-    receiver.run(["mkdir", "-p", "--", dest])
+    receiver.run(
+        ["mkdir", "-p", "--", dest, *([options.partial_dir] if options.partial_dir else [])]
+    )
     argv = copy_argv(source, dest, options)
     log.debug("copy %s -> %s: %s", source, dest, shlex.join(argv))
     parser = ProgressParser(on_progress)

@@ -39,6 +39,60 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 STDERR_TAIL_LINES = 20
 _READ_CHUNK = 65536
 _POLL_SECONDS = 0.05
+KILL_GRACE_SECONDS = 5  # between TERM and KILL when a command's channel closes under it
+
+# Every command runs under this guard, so that nothing drp started outlives its SSH channel.
+# sshd starts each command as the leader of a new session and process group, and the channel
+# closes when drp closes it (a timeout) or dies (SIGKILL, a lost network): sshd then closes the
+# command's standard input. The guard keeps that input for itself: it passes the first $1 bytes
+# (the command's own input: secret values, data) to the command through a private FIFO, then
+# reads on until end of file. End of file before the command has exited means the channel is
+# gone: the whole process group gets TERM (rsync then keeps its partial file for the next run,
+# database clients roll back), then KILL. When the command exits first, the guard goes with it.
+# A command killed by a signal is reported as killed by that signal (the guard signals itself);
+# TERM, HUP or INT sent to the guard (whose command line names the command) go to the command.
+_GUARD = r"""
+n=$1; shift
+exec 3<&0 </dev/null
+d=
+if [ "$n" -gt 0 ]; then
+  d=$(mktemp -d) && mkfifo "$d/in" || exit 125
+  "$@" <"$d/in" 3<&- &
+else
+  "$@" 3<&- &
+fi
+c=$!
+(
+  if [ -n "$d" ]; then head -c "$n" <&3 >"$d/in"; rm -rf -- "$d"; fi
+  trap '' TERM
+  while read -r _; do :; done <&3
+  kill -TERM 0
+  i=0
+  while kill -0 "$c" && [ "$i" -lt "$TICKS" ]; do sleep 0.1; i=$((i + 1)); done
+  kill -KILL 0
+) >/dev/null 2>&1 &
+w=$!
+exec 3<&-
+trap 'kill -TERM "$c" 2>/dev/null' TERM
+trap 'kill -HUP "$c" 2>/dev/null' HUP
+trap 'kill -INT "$c" 2>/dev/null' INT
+while :; do
+  wait "$c"
+  r=$?
+  kill -0 "$c" 2>/dev/null || break
+done
+kill -KILL "$w" 2>/dev/null
+[ -z "$d" ] || rm -rf -- "$d"
+if [ "$r" -gt 128 ] && [ "$r" -lt 160 ]; then trap - TERM HUP INT; kill -s "$((r - 128))" $$; fi
+exit "$r"
+"""
+
+
+def guarded_argv(argv: Sequence[str], input_bytes: int) -> list[str]:
+    """argv run under the guard that ends it (and everything it started) with its channel;
+    the command reads the first `input_bytes` bytes sent on the channel as its standard input."""
+    script = _GUARD.replace("$TICKS", str(KILL_GRACE_SECONDS * 10))
+    return ["sh", "-c", script, "drp-guard", str(input_bytes), *argv]
 
 
 class SshError(Exception):
@@ -297,12 +351,12 @@ class SshHost:
                 # The value itself stays out of the message.
                 raise ValueError(f"secret {name} contains a line break; it cannot be sent")
         command = shell_line(argv)
-        line = shell_line(with_secret_env(argv, list(secrets)))
         if secrets:
             self.log.debug("run %s (secret env: %s)", command, ", ".join(secrets))
         else:
             self.log.debug("run %s", command)
-        payload = "".join(f"{value}\n" for value in secrets.values()) + (stdin or "")
+        payload = ("".join(f"{value}\n" for value in secrets.values()) + (stdin or "")).encode()
+        line = shell_line(guarded_argv(with_secret_env(argv, list(secrets)), len(payload)))
 
         started = time.monotonic()
         transport = self.connection().client.get_transport()
@@ -318,9 +372,7 @@ class SshHost:
         agent = AgentRequestHandler(channel) if self.forward_agent else None
         try:
             channel.exec_command(line)
-            writer = threading.Thread(
-                target=_send_stdin, args=(channel, payload.encode()), daemon=True
-            )
+            writer = threading.Thread(target=_send_stdin, args=(channel, payload), daemon=True)
             writer.start()
             stdout, stderr, timed_out = _collect(channel, started, timeout, on_output)
             exit_code = -1 if timed_out else channel.recv_exit_status()
@@ -363,10 +415,10 @@ class SshHost:
 
 def _send_stdin(channel: paramiko.Channel, payload: bytes) -> None:
     # In a thread: a command that writes a lot before reading its stdin must not deadlock us.
+    # The channel's input stays open afterwards: its end tells the guard that drp is gone.
     try:
         if payload:
             channel.sendall(payload)
-        channel.shutdown_write()
     except (OSError, SSHException, EOFError):
         pass  # the command exited without reading all of its input; its exit code tells
 

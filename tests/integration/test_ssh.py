@@ -196,7 +196,12 @@ def test_forward_agent_lets_the_host_use_the_operators_agent(lab, agent: str) ->
 
 
 def test_a_lost_connection_is_reported_and_the_next_command_reconnects(drp: SshHost) -> None:
-    # The command's parent is the host's sshd session process: killing it drops the connection.
+    # Killing the host's sshd session process (the command's nearest sshd ancestor; the
+    # command runs under drp's guard) drops the connection.
+    find_sshd = (
+        "p=$PPID; while :; do case $(ps -o comm= -p $p) in sshd*) break;; esac; "
+        "p=$(ps -o ppid= -p $p | tr -d ' '); done; kill -9 $p; sleep 5"
+    )
     with pytest.raises(SshError, match=r"^the connection to drp \(127.0.10.4:2222\) was lost"):
-        drp.run(["sh", "-c", "kill -9 $PPID; sleep 5"])
+        drp.run(["sh", "-c", find_sshd])
     assert drp.run(["echo", "back"]).stdout == "back\n"
