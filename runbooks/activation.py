@@ -17,12 +17,12 @@ A drill runs the same steps without the DNS switch (and with a "drill finished" 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from providers.database import engine_for
 from providers.dbcommon import DbEndpoint, NonEmptyDatabase
-from providers.rsync import CopyOptions, copy_tree
 from runbooks import connect
 from runbooks.backups import ChosenDump, ChosenTree, Selection
 from runbooks.common_steps import (
@@ -35,6 +35,8 @@ from runbooks.common_steps import (
     SwitchZone,
     TreeSource,
     WaitPropagation,
+    aside_root,
+    operation_dir,
     switch_zones,
 )
 from runbooks.context import OperationContext
@@ -142,22 +144,37 @@ class DiskSpace(ReadOnlyStep):
         name = connect.host_name(target)
         super().__init__("preflight-disk", f"Check free disk space on {name}")
         self.op, self.target, self.where = op, target, name
-        # Dumps are staged before they are restored, and a database takes about as much
-        # room as its dump again: count dumps twice.
-        self.needed = sum(
-            sum(t.tree.bytes for t in c.trees) + 2 * sum(d.dump.size for d in c.dumps)
-            for c in op.selection.environments.values()
-        )
+        # Trees arrive whole (what they replace is kept aside, not overwritten in place). The
+        # imports run together, so every dump is staged at once (each removed once its
+        # database is verified), and a database takes about as much room as its dump again.
+        choices = op.selection.environments.values()
+        self.trees = sum(t.tree.bytes for c in choices for t in c.trees)
+        self.dumps = sum(d.dump.size for c in choices for d in c.dumps)
+        self.needed = self.trees + 2 * self.dumps
 
     def describe(self) -> list[Change]:
         return [Change("check", f"{self.where} free space", f"at least {human_bytes(self.needed)}")]
 
     def check(self) -> Check:
-        result = self.op.pool[self.target].run(["df", "-Pk", "."], timeout=30)
-        lines = result.stdout.strip().splitlines()
-        available = int(lines[-1].split()[3]) * 1024
-        words = f"{human_bytes(available)} free on {self.where}, {human_bytes(self.needed)} needed"
-        return Check(available >= self.needed, words)
+        # Dumps already staged (by an interrupted run) already take their room: not counted
+        # twice. The staging area is listed too, so that leftovers are seen.
+        script = (
+            "df -Pk . | tail -n 1 | awk '{print $4 * 1024}'; "
+            'du -sb -- "$1" 2>/dev/null | cut -f1 || true'
+        )
+        result = self.op.pool[self.target].run(["sh", "-c", script, "sh", STAGING_DIR], timeout=60)
+        lines = result.stdout.split()
+        available = int(lines[0])
+        staged = int(lines[1]) if len(lines) > 1 else 0
+        needed = max(self.needed - min(staged, self.dumps), 0)
+        words = (
+            f"{human_bytes(available)} free on {self.where}, {human_bytes(needed)} needed "
+            f"(trees {human_bytes(self.trees)}, dumps staged {human_bytes(self.dumps)}, "
+            f"databases restored {human_bytes(self.dumps)})"
+        )
+        if staged:
+            words += f"; {human_bytes(staged)} already in {self.where}:{STAGING_DIR}"
+        return Check(available >= needed, words)
 
 
 class BackupsChosen(ReadOnlyStep):
@@ -206,10 +223,20 @@ class RestoreDatabase(Step):
         self.engine = engine_for(db.engine)
         set_ = chosen.set
         self.staging = f"{STAGING_DIR}/{set_.environment}/{set_.set_id}/databases"
-        self.dump_path = f"{self.staging}/{chosen.dump.path.rsplit('/', 1)[-1]}"
+        self.dump_name = chosen.dump.path.rsplit("/", 1)[-1]
+        self.dump_path = f"{self.staging}/{self.dump_name}"
         dumps_dir = chosen.path.rsplit("/", 1)[0]
-        self.source = connect.remote_endpoint(
-            op.site, connect.backup_role(op.site, set_.server), dumps_dir, receiver=target
+        # Only this database's dump is fetched (not the set's whole databases/ directory); a
+        # half-fetched dump waits in the operation's area, outside the staging directory.
+        self.fetch = CopyTree(
+            op,
+            f"{self.key}-fetch",
+            f"Fetch the dump of {db.name}",
+            TreeSource(connect.backup_role(op.site, set_.server), dumps_dir, set_.label),
+            target,
+            self.staging,
+            includes=(f"/{_rsync_literal(self.dump_name)}",),
+            excludes=("*",),
         )
 
     def _endpoint(self) -> DbEndpoint:
@@ -288,9 +315,7 @@ class RestoreDatabase(Step):
         if self._marker_of_this_backup():
             restore_id = f"{restore_id}/again-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
         receiver = self.op.pool[self.target]
-        copied = copy_tree(
-            receiver, self.source, self.staging, CopyOptions(bwlimit_kib=self.op.bwlimit_kib)
-        )
+        copied = self.fetch.apply()
         if progress:
             progress(self.key, 50.0)
         result = self.engine.restore(
@@ -307,7 +332,7 @@ class RestoreDatabase(Step):
         kept = f"; previous content kept as {result.kept_as}" if result.kept_as else ""
         return Applied(
             f"{result.reason}{kept}",
-            bytes=copied.bytes_transferred,
+            bytes=copied.bytes,
             files=1,
             details={"kept_as": result.kept_as} if result.kept_as else {},
         )
@@ -320,9 +345,20 @@ class RestoreDatabase(Step):
         if differ:
             return Check(False, f"row counts differ from the manifest: {differ}")
         expected = self.chosen.dump.tables
+        removed = self._remove_staged()
         return Check(
-            True, f"{len(expected)} tables, {sum(expected.values())} rows as in the manifest"
+            True,
+            f"{len(expected)} tables, {sum(expected.values())} rows as in the manifest{removed}",
         )
+
+    def _remove_staged(self) -> str:
+        """The staged dump is not needed once its database is proved: its room is given back."""
+        runner = self.op.pool[self.target]
+        gone = runner.run(["rm", "-f", "--", self.dump_path], check=False, timeout=600)
+        if not gone.ok:
+            self.log.warning("could not remove %s: %s", self.dump_path, gone.stderr.strip())
+            return f"; the staged dump {self.where}:{self.dump_path} could not be removed"
+        return f"; staged dump {self.dump_name} removed"
 
 
 # -- building the operation ---------------------------------------------------------------------
@@ -358,11 +394,22 @@ def preflight_steps(op: Operation, *, dns_check: bool = True) -> list[Step]:
 
 
 def copy_from_backup(op: Operation, env: Environment, tree: Tree, chosen: ChosenTree) -> CopyTree:
-    """A tree of the chosen backup set, pulled by the target from the backup server."""
+    """A tree of the chosen backup set, pulled by the target from the backup server.
+
+    The target's tree is made equal to the set's (what the set does not have is removed, the
+    tree's excludes aside); whatever the copy replaces or removes is kept in
+    `<dest>.drp-before-<operation>/` first. A single-file tree touches that file only (and the
+    temporary file a killed copy of it may have left), never its neighbours."""
     record, set_ = chosen.tree, chosen.set
     section = record.section.value
+    includes: tuple[str, ...] = ()
+    excludes = tuple(tree.exclude)
     if record.source_is_file:  # the set keeps <path>/<file name>; restore beside it
         dest = tree.path.rstrip("/").rsplit("/", 1)[0] if "/" in tree.path else "."
+        name = tree.path.rstrip("/").rsplit("/", 1)[-1]
+        temporary = f"/.{_rsync_literal(name, in_wildcard_pattern=True)}.??????"
+        includes = (f"/{_rsync_literal(name)}", temporary)  # the file, a killed copy's temp
+        excludes = ("*",)
     else:
         dest = tree.path
     source = TreeSource(
@@ -371,6 +418,8 @@ def copy_from_backup(op: Operation, env: Environment, tree: Tree, chosen: Chosen
         set_.label,
         files=record.files,
         bytes=record.bytes,
+        digest=record.digest,
+        file_name=tree.path.rstrip("/").rsplit("/", 1)[-1] if record.source_is_file else None,
     )
     return CopyTree(
         op,
@@ -381,9 +430,30 @@ def copy_from_backup(op: Operation, env: Environment, tree: Tree, chosen: Chosen
         dest,
         phase=20,
         stage="copy",
-        excludes=tuple(tree.exclude),
+        excludes=excludes,
+        includes=includes,
+        delete=True,
+        aside_root=copy_aside_root(dest, op.operation_id),
         environment=set_.environment,
     )
+
+
+def copy_aside_root(dest: str, operation_id: str) -> str:
+    """Where an activation keeps what its copy into `dest` replaces or removes: beside the
+    destination (a rename on the same file system), or in the operation's own area on the
+    target when the destination is the home directory itself."""
+    try:
+        return aside_root(dest, operation_id)
+    except ValueError:
+        return f"{operation_dir(operation_id)}/replaced/{dest.strip('/').replace('/', '-')}"
+
+
+def _rsync_literal(name: str, *, in_wildcard_pattern: bool = False) -> str:
+    """A file name as (part of) an rsync filter rule matching only itself. rsync reads a
+    backslash as an escape only in a pattern that holds a wildcard."""
+    if not in_wildcard_pattern and not re.search(r"[*?\[]", name):
+        return name
+    return re.sub(r"([*?\[\]\\])", r"\\\1", name)
 
 
 def restore_steps(op: Operation) -> list[Step]:

@@ -28,10 +28,11 @@ are removed only once the reloaded database matches them table for table.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -41,9 +42,11 @@ from providers import aside
 from providers.database import Aside, engine_for, mysql_aside_files
 from providers.dbcommon import DatabaseState, DbEndpoint, Marker
 from runbooks import connect
-from runbooks.activation import Operation
+from runbooks.activation import Operation, RestoreDatabase
+from runbooks.common_steps import CopyTree
 from runbooks.errors import DrpError, StepFailed, UnsafePlan, VerifyFailed
 from runbooks.inventory import Database, DatabaseRole
+from runbooks.manifest import parse_tree_stats, tree_stats_argv
 from runbooks.render import human_bytes
 from runbooks.secrets import Secret
 from runbooks.steps import Applied, Change, Check, ProgressCallback, Step, Write
@@ -229,15 +232,38 @@ class PriorStateStore:
 
 # -- what a drill writes ---------------------------------------------------------------------
 @dataclass(frozen=True)
+class Restored:
+    """What one drill step leaves at a path: a tree of a backup set (the manifest's listing
+    digest, see `runbooks.manifest.DIGEST_COVERS`), one file of a set, or staged dumps."""
+
+    label: str  # the backup set, for messages
+    digest: str | None = None  # the manifest's digest of the tree (or of the single file's tree)
+    file_name: str | None = None  # a single-file tree: the file (the path is its directory)
+    staged: str | None = None  # a staging directory: the name of a dump the drill staged
+
+
+@dataclass(frozen=True)
 class DrillTargets:
     paths: tuple[str, ...]  # tree destinations and staging directories, normalized
     databases: tuple[tuple[str, Database], ...]  # (environment, database)
+    restores: dict[str, tuple[Restored, ...]] = field(default_factory=dict)  # path -> content
+
+
+def _restored(step: Step) -> Restored | None:
+    """What a drill step leaves at the path it writes (None: nothing cleanup can prove)."""
+    if isinstance(step, CopyTree) and step.source.digest is not None:
+        source = step.source
+        return Restored(source.label, digest=source.digest, file_name=source.file_name)
+    if isinstance(step, RestoreDatabase):
+        return Restored(step.chosen.set.label, staged=step.dump_name)
+    return None
 
 
 def drill_targets(steps: Sequence[Step]) -> DrillTargets:
     """Every place the drill's steps write on the DRP server; refuses what cannot be set aside."""
     paths: list[str] = []
     databases: list[tuple[str, Database]] = []
+    restores: dict[str, list[Restored]] = {}
     for step in steps:
         written = []
         for write in step.writes():
@@ -254,6 +280,9 @@ def drill_targets(steps: Sequence[Step]) -> DrillTargets:
                 raise UnsafePlan(f"{step.title}: {err}; run the drill without --cleanup") from err
             if clean not in paths:
                 paths.append(clean)
+            restored = _restored(step)
+            if restored is not None and write_is_files(step, path):
+                restores.setdefault(clean, []).append(restored)
     nested = nested_pair([*paths, RECORD_DIR])
     if nested:
         raise UnsafePlan(
@@ -261,7 +290,76 @@ def drill_targets(steps: Sequence[Step]) -> DrillTargets:
             "whole and cannot do so for one inside another; run the drill without --cleanup, or "
             "give the trees separate destinations"
         )
-    return DrillTargets(tuple(paths), tuple(databases))
+    return DrillTargets(tuple(paths), tuple(databases), {p: tuple(r) for p, r in restores.items()})
+
+
+def write_is_files(step: Step, path: str) -> bool:
+    """The step's own files write at `path` (a tree's destination, a staging directory)."""
+    return any(w.kind == "files" and w.path == path for w in step.writes())
+
+
+def own_content_problem(
+    runner: Any, path: str, restores: Sequence[Restored], operation_id: str
+) -> str:
+    """Why the content at `path` is not provably what the drill restored there (empty: it is).
+
+    A tree is the drill's when its listing digest is the manifest's; a directory holding
+    single files, when it holds exactly those files, each as in the manifest; a staging
+    directory, when it holds nothing but the dumps the drill staged there."""
+    where = f"drp:{path}"
+    trees = [r for r in restores if r.digest is not None and r.file_name is None]
+    files = [r for r in restores if r.file_name is not None]
+    staged = {r.staged for r in restores if r.staged is not None}
+    if not restores:
+        return f"{where}: no step of drill {operation_id} restores a known content there"
+    if trees and (files or staged or len(trees) > 1):
+        return f"{where}: several restores of drill {operation_id} share it; check it by hand"
+    if trees:
+        tree = trees[0]
+        result = runner.run(tree_stats_argv(path), check=False, timeout=3600)
+        if not result.ok:
+            return f"{where} cannot be read: {result.stderr.strip()[:200]}"
+        digest, count, size = parse_tree_stats(result.stdout)
+        if digest != tree.digest:
+            return (
+                f"{where} is not the drill's restore of {tree.label}: its listing ({count} "
+                f"files, {human_bytes(size)}, digest {digest[:12]}) differs from the manifest's "
+                f"(digest {(tree.digest or '')[:12]}); it was written after the drill"
+            )
+        return ""
+    result = runner.run(_listing_argv(path), check=False, timeout=3600)
+    if not result.ok:
+        return f"{where} cannot be read: {result.stderr.strip()[:200]}"
+    lines = {line.split("\t", 1)[0]: line for line in result.stdout.splitlines() if line}
+    if staged and not files:
+        others = sorted(set(lines) - staged)
+        if others:
+            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            return (
+                f"{where} holds {len(others)} file(s) drill {operation_id} did not stage "
+                f"({shown}); it was written after the drill"
+            )
+        return ""
+    wrong = []
+    expected = {r.file_name: r for r in files if r.file_name}
+    for name, restored in expected.items():
+        line = lines.get(name)
+        if line is None:
+            wrong.append(f"{name} is missing")
+        elif hashlib.sha256(f"{line}\n".encode()).hexdigest() != restored.digest:
+            wrong.append(f"{name} is not as in {restored.label} ({line.replace(chr(9), ' ')})")
+    extra = sorted(set(lines) - set(expected) - staged)
+    if extra:
+        wrong.append(f"{len(extra)} other file(s): {', '.join(extra[:5])}")
+    if wrong:
+        return f"{where} is not the drill's restore: " + "; ".join(wrong)
+    return ""
+
+
+def _listing_argv(path: str) -> list[str]:
+    """`relative path<TAB>size<TAB>mtime` of every regular file, as the manifest lists them."""
+    script = "find \"$1\" -type f -printf '%P\\t%s\\t%Ts\\n' | LC_ALL=C sort"
+    return ["bash", "-o", "pipefail", "-c", script, "bash", path]
 
 
 def nested_pair(paths: Sequence[str]) -> tuple[str, str] | None:
@@ -525,9 +623,29 @@ class RestoreDrpTree(Step):
 
     phase = 90
 
-    def __init__(self, op: Operation, store: PriorStateStore, path: str) -> None:
+    def __init__(
+        self,
+        op: Operation,
+        store: PriorStateStore,
+        path: str,
+        restores: Sequence[Restored] = (),
+    ) -> None:
         super().__init__(f"cleanup-path-{_slug(path)}", f"Put drp:{path} back as before the drill")
-        self.op, self.store, self.path = op, store, path
+        self.op, self.store, self.path, self.restores = op, store, path, tuple(restores)
+
+    def _not_own(self, target: str, record: PathRecord) -> str:
+        """Why the drill's copy at `target` may not be removed (empty: it is provably its own)."""
+        problem = own_content_problem(
+            self.op.pool[TARGET], target, self.restores, self.op.operation_id
+        )
+        if not problem:
+            return ""
+        waits = f"; what was there before the drill waits in drp:{record.aside}" * record.existed
+        return (
+            f"{problem}. Nothing was removed nor put back{waits} (record drp:{self.store.path}). "
+            "If another operation restored it, keep it; otherwise move it away by hand and run "
+            "the cleanup again"
+        )
 
     def describe(self) -> list[Change]:
         return [
@@ -581,9 +699,17 @@ class RestoreDrpTree(Step):
         drp = self.op.pool[TARGET]
         if not record.existed:
             target = record.created or record.path
+            if aside.probe(drp, [record.path])[record.path]:
+                refused = self._not_own(record.path, record)
+                if refused:
+                    raise UnsafePlan(refused)
             aside.remove_created(drp, target)
             done = f"removed the drill's copy drp:{target}"
         elif aside.probe(drp, [record.aside])[record.aside]:
+            if aside.probe(drp, [record.path])[record.path]:
+                refused = self._not_own(record.path, record)
+                if refused:
+                    raise UnsafePlan(refused)
             aside.put_back_path(drp, record.path, record.aside)
             done = f"removed the drill's copy and renamed {record.aside} back to drp:{record.path}"
         else:
@@ -751,7 +877,15 @@ def with_cleanup(op: Operation, steps: list[Step]) -> list[Step]:
         raise DrpError(f"--cleanup is for drills only, not for a {op.kind}")
     targets = drill_targets(steps)
     store = PriorStateStore(op)
-    trees = [RestoreDrpTree(op, store, path) for path in targets.paths]
+    for step in steps:
+        if isinstance(step, CopyTree) and step.aside_root:
+            # The whole destination is set aside before the drill: what its copy replaces
+            # there is the drill's own. Kept in the drill's record directory, never beside the
+            # destination, where the set-aside original waits and must stay as recorded.
+            step.aside_root = f"{record_dir(op.operation_id)}/replaced/{step.key}"
+    trees = [
+        RestoreDrpTree(op, store, path, targets.restores.get(path, ())) for path in targets.paths
+    ]
     databases = [RestoreDrpDatabase(op, store, env, db) for env, db in targets.databases]
     return [
         SetAsideDrpState(op, store, targets),

@@ -2,8 +2,8 @@
 
 - `HostReachable`: a host answers over SSH, its key checked (read-only);
 - `CopyTree`: a tree pulled by a target host from a source host (backup set -> drp,
-  drp -> production), optionally deleting what the source no longer has, always keeping what it
-  replaces or deletes aside first when told where;
+  drp -> production), optionally making the target equal to the source (deleting what the
+  source does not have), always keeping what it replaces or deletes aside first when told where;
 - `SetMaintenance`: an environment's maintenance (a flag file, or the inventory's commands) on
   one side, entered or lifted;
 - `CheckService`: the environment's URL checks sent to one side's public address, or through DNS;
@@ -88,15 +88,25 @@ class TreeSource:
     label: str  # "backup-even set 2026-11-29T02:00", "drp:srv/app/www"
     files: int | None = None  # when known in advance (a backup manifest)
     bytes: int | None = None
+    digest: str | None = None  # the manifest's listing digest of the tree (see runbooks.manifest)
+    file_name: str | None = None  # a single-file tree: the file's name (the tree is its directory)
 
 
 class CopyTree(Step):
     """One tree pulled by the target host from the source host (rsync runs on the target).
 
-    With `aside_root`, every file the copy replaces or deletes on the target is moved under
-    `<aside_root>/<stage>-<time of the attempt>/` instead of being lost (a new directory per
-    attempt, so a second attempt never overwrites what the first kept). With `verify_content`,
-    the copy is proved by comparing file contents on both sides (checksums), not sizes and times.
+    With `delete`, the target is made equal to the source: what the source does not have is
+    removed (excluded paths are neither copied nor removed), and `check()`/`verify()` compare the
+    whole target tree, so an extra file (one added since, a temporary file of a killed copy) is
+    a difference. With `aside_root`, every file the copy replaces or deletes on the target is
+    moved under `<aside_root>/<stage>-<time of the attempt>/` instead of being lost (a new
+    directory per attempt, so a second attempt never overwrites what the first kept). With
+    `verify_content`, the copy is proved by comparing file contents on both sides (checksums),
+    not sizes and times.
+
+    A half-sent file waits in the operation's own area on the target
+    (`~/.drp/operations/<operation>/partial/<step>`), outside the tree: the next run of the
+    operation continues it instead of sending it again whole.
     """
 
     parallel = True
@@ -130,6 +140,7 @@ class CopyTree(Step):
             excludes=excludes, includes=includes, delete=delete, bwlimit_kib=ctx.bwlimit_kib
         )
         self.where = f"{connect.host_name(target)}:{dest}"
+        self._home: str | None = None
 
     def describe(self) -> list[Change]:
         what = f"from {self.source.label}"
@@ -144,22 +155,39 @@ class CopyTree(Step):
     def writes(self) -> list[Write]:
         return [Write(self.target, "files", self.dest, self.environment)]
 
+    def _absolute(self, path: str) -> str:
+        """`path` (relative to the SSH user's home, or absolute) as an absolute path there."""
+        if self._home is None:
+            home = self.ctx.pool[self.target].run(["pwd"], timeout=60).stdout.strip()
+            if not home.startswith("/"):
+                raise StepFailed(f"{self.where}: cannot tell the SSH user's home ({home!r})")
+            self._home = home
+        return posixpath.join(self._home, aside.normalize_path(path))
+
+    def partial_dir(self) -> str:
+        """Where this copy keeps a half-sent file between runs of its operation."""
+        return f"{operation_dir(self.ctx.operation_id)}/partial/{self.key}"
+
+    def _options(self, **changes: Any) -> CopyOptions:
+        return replace(self.options, partial_dir=self._absolute(self.partial_dir()), **changes)
+
     def _plan(self, options: CopyOptions) -> Any:
         return plan_copy(self.ctx.pool[self.target], self.endpoint, self.dest, options)
 
     def check(self) -> Check:
-        plan = self._plan(self.options)
+        plan = self._plan(self._options())
         if plan.up_to_date:
-            return Check(True, f"{self.where} already matches {self.source.label}")
+            whole = ", the whole tree" if self.options.delete else ""
+            return Check(True, f"{self.where} already matches {self.source.label}{whole}")
         return Check(False, f"{self.where}: {plan.summary()}")
 
     def apply(self, progress: ProgressCallback | None = None) -> Applied:
-        options = self.options
+        options = self._options()
         kept = ""
         if self.aside_root:
             attempt = f"{self.stage.replace(' ', '-')}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
             backup_dir = posixpath.join(self.aside_root, attempt)
-            options = replace(options, backup_dir=_from_dest(self.dest, backup_dir))
+            options = replace(options, backup_dir=self._absolute(backup_dir))
             kept = (
                 f"; what it replaced or removed is in {connect.host_name(self.target)}:{backup_dir}"
             )
@@ -171,9 +199,10 @@ class CopyTree(Step):
         result = copy_tree(
             self.ctx.pool[self.target], self.endpoint, self.dest, options, on_progress
         )
+        deleted = f", removed {result.stats.deleted}" if result.stats.deleted else ""
         return Applied(
             f"copied {result.files_transferred} files ({human_bytes(result.bytes_transferred)}) "
-            f"from {self.source.label} in {result.seconds:.1f} s{kept}",
+            f"from {self.source.label} in {result.seconds:.1f} s{deleted}{kept}",
             bytes=result.bytes_transferred,
             files=result.files_transferred,
         )
@@ -181,18 +210,10 @@ class CopyTree(Step):
     def verify(self) -> Check:
         if not self.verify_content:
             return self.check()
-        plan = self._plan(replace(self.options, checksum=True))
+        plan = self._plan(self._options(checksum=True))
         if plan.up_to_date:
             return Check(True, f"{self.where} equals {self.source.label}, file by file (checksums)")
         return Check(False, f"{self.where} differs from {self.source.label}: {plan.summary()}")
-
-
-def _from_dest(dest: str, path: str) -> str:
-    """`path` as rsync on the target reads `--backup-dir`: relative to the destination."""
-    if path.startswith("/"):
-        return path
-    depth = len([p for p in aside.normalize_path(dest).split("/") if p])
-    return posixpath.join(*([".."] * depth), path)
 
 
 def aside_root(dest: str, operation_id: str) -> str:

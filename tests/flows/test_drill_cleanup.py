@@ -21,6 +21,7 @@ from flows.prepare import choose_backups, prepare
 from providers import mysql, postgres
 from runbooks import connect
 from runbooks.cleanup import RECORD_DIR, record_dir, record_path
+from runbooks.errors import UnsafePlan
 from runbooks.inventory import Site, load_site
 from runbooks.report import load_report
 from runbooks.services import reports_dir
@@ -74,7 +75,9 @@ def drp_snapshot(site: Site) -> dict[str, Any]:
 
 def leftovers(site: Site, operation_id: str) -> list[str]:
     """What a cleanup must not leave behind: set-aside paths, databases and dumps."""
-    found = drp_run(site, "sh", "-c", "find . -name '*.drp-before-*' 2>/dev/null; true").split()
+    found = drp_run(
+        site, "sh", "-c", f"find . -name '*.drp-before-{operation_id}' 2>/dev/null; true"
+    ).split()
     dumps = f"{record_dir(operation_id)}/databases"
     found += drp_run(site, "sh", "-c", f"find {dumps} -type f 2>/dev/null; true").split()
     pg = next(d for d in site.environments[0].databases if d.engine == "postgresql")
@@ -246,6 +249,66 @@ def test_a_cleanup_cut_short_is_finished_by_the_next_run(
         assert records[key].outcome is Outcome.SKIPPED
         assert "not run again" in records[key].reason and "putting the DRP" in records[key].reason
     assert records["cleanup-db-app-app_users"].outcome is Outcome.APPLIED
+    assert records["cleanup-check"].outcome is Outcome.APPLIED
+    assert drp_snapshot(site) == before
+    assert leftovers(site, operation_id) == []
+
+
+def test_a_cleanup_refuses_to_put_back_over_what_is_no_longer_the_drills(
+    site, operation_id, drp_holds_content
+) -> None:
+    """A drill's cleanup is cut short; an activation then runs and the service writes a file;
+    the cleanup run again must not put the pre-drill web root back over it. Once the web root
+    is the drill's restore again, the cleanup finishes."""
+    from runbooks.activation import Operation, copy_from_backup
+
+    before = drp_snapshot(site)
+    first = prepare(site, "drill", operation_id, None, chosen_at=datetime.now(UTC), cleanup=True)
+    try:
+        for step in first.steps:
+            if step.key.startswith("cleanup-path-"):
+                break  # lost here: the drill ran, nothing is put back yet
+            step.run()
+    finally:
+        first.close()
+
+    # An activation (another operation) copies the same backup over the web root, and the
+    # service, live on the DRP server, writes a file there.
+    selection = choose_backups(site, datetime.now(UTC), None)
+    activation = Operation(site, f"activate-after-{operation_id}", "activate", selection)
+    try:
+        env = site.environments[0]
+        for section, name, tree in connect.environment_trees(env):
+            chosen = selection[env.name].tree(section, name)
+            if chosen is not None and tree.path.rstrip("/") == "srv/app/www":
+                copy_from_backup(activation, env, tree, chosen).run()
+    finally:
+        activation.close()
+    upload = "srv/app/www/uploaded-after-the-activation.txt"
+    drp_run(site, "sh", "-c", f"echo 'a customer upload' > {upload}")
+
+    second = prepare(site, "drill", operation_id, None, chosen_at=datetime.now(UTC), cleanup=True)
+    try:
+        step = next(s for s in second.steps if s.key == "cleanup-path-srv-app-www")
+        with pytest.raises(UnsafePlan) as refused:
+            step.run()
+    finally:
+        second.close()
+    message = str(refused.value)
+    assert "drp:srv/app/www is not the drill's restore of" in message
+    assert "differs from the manifest's" in message and "Nothing was removed" in message
+    assert drp_run(site, "cat", upload) == "a customer upload\n"  # the activation's stays
+    assert f"srv/app/www.drp-before-{operation_id}" in drp_run(
+        site, "find", "srv/app", "-maxdepth", "1"
+    )  # the pre-drill web root still waits
+
+    # The web root is the drill's restore again: the cleanup now puts everything back.
+    drp_run(site, "rm", "-f", "--", upload)
+    third = prepare(site, "drill", operation_id, None, chosen_at=datetime.now(UTC), cleanup=True)
+    try:
+        records = {step.key: step.run() for step in third.steps}
+    finally:
+        third.close()
     assert records["cleanup-check"].outcome is Outcome.APPLIED
     assert drp_snapshot(site) == before
     assert leftovers(site, operation_id) == []
