@@ -149,6 +149,10 @@ class DatabaseEngine(ABC):
     def table_checksums(self, endpoint: DbEndpoint, password: Password) -> dict[str, str]:
         """A digest of each user table's content: equal digests, equal rows."""
 
+    @abstractmethod
+    def size_bytes(self, endpoint: DbEndpoint, password: Password) -> int:
+        """The database's size on disk: about what restoring a copy of it takes again."""
+
     def restore_decision(
         self, endpoint: DbEndpoint, password: Password, backup_id: str, *, force: bool = False
     ) -> RestoreDecision:
@@ -333,6 +337,9 @@ class PostgresEngine(DatabaseEngine):
     def table_checksums(self, endpoint: DbEndpoint, password: Password) -> dict[str, str]:
         return postgres.table_checksums(endpoint, password)
 
+    def size_bytes(self, endpoint: DbEndpoint, password: Password) -> int:
+        return postgres.size_bytes(endpoint, password)
+
     def dump(
         self,
         runner: CommandRunner,
@@ -490,6 +497,9 @@ class MysqlEngine(DatabaseEngine):
 
     def table_checksums(self, endpoint: DbEndpoint, password: Password) -> dict[str, str]:
         return mysql.table_checksums(endpoint, password)
+
+    def size_bytes(self, endpoint: DbEndpoint, password: Password) -> int:
+        return mysql.size_bytes(endpoint, password)
 
     def dump(
         self,

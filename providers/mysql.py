@@ -267,6 +267,18 @@ def table_counts(endpoint: DbEndpoint, password: Password) -> dict[str, int]:
     return counts
 
 
+def size_bytes(endpoint: DbEndpoint, password: Password) -> int:
+    """The database's data and indexes on disk (information_schema): what a copy needs again."""
+    with _connect(endpoint, reveal(password)) as conn:
+        rows = _fetchall(
+            conn,
+            "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.TABLES "
+            "WHERE table_schema = %s",
+            (endpoint.dbname,),
+        )
+    return int(rows[0][0]) if rows else 0
+
+
 def table_checksums(endpoint: DbEndpoint, password: Password) -> dict[str, str]:
     """`CHECKSUM TABLE` of each table (`table` -> checksum as text).
 

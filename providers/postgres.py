@@ -258,6 +258,13 @@ def table_counts(endpoint: DbEndpoint, password: Password) -> dict[str, int]:
     return counts
 
 
+def size_bytes(endpoint: DbEndpoint, password: Password) -> int:
+    """The database's size on disk (`pg_database_size`): what a copy of it needs again."""
+    with _connect(endpoint, reveal(password)) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return int(row[0]) if row else 0
+
+
 def table_checksums(endpoint: DbEndpoint, password: Password) -> dict[str, str]:
     """A digest of each user table's content (`schema.table` -> md5 hex), read in one snapshot.
 

@@ -185,24 +185,34 @@ class DatabaseAnswers(ReadOnlyStep):
 
 
 class TargetDiskSpace(ReadOnlyStep):
+    """Room on production for what the return writes: the files to copy, and each database
+    twice (its dump, then the restored copy, production's previous one being kept aside)."""
+
     phase = 12
 
-    def __init__(self, ctx: OperationContext, needed: int) -> None:
+    def __init__(self, ctx: OperationContext, files_bytes: int, databases: list[Database]) -> None:
         name = connect.host_name(TARGET)
         super().__init__(f"preflight-disk-{name}", f"Check free disk space on {name}")
-        self.ctx, self.needed, self.name = ctx, needed, name
+        self.ctx, self.files_bytes, self.databases, self.name = ctx, files_bytes, databases, name
 
     def describe(self) -> list[Change]:
-        return [Change("check", f"{self.name} free space", "room for the DRP server's changes")]
+        return [Change("check", f"{self.name} free space", "room for the DRP server's data")]
 
     def check(self) -> Check:
+        databases = 0
+        for db in self.databases:
+            endpoint = connect.db_endpoint(self.ctx.site, db, _db_role(SOURCE))
+            password = connect.database_password(self.ctx.site, db)
+            databases += engine_for(db.engine).size_bytes(endpoint, password)
+        needed = self.files_bytes + 2 * databases
         result = self.ctx.pool[TARGET].run(["df", "-Pk", "."], timeout=30)
         available = int(result.stdout.strip().splitlines()[-1].split()[3]) * 1024
         words = (
-            f"{human_bytes(available)} free on {self.name}, {human_bytes(self.needed)} to write "
-            "(what it replaces is kept aside)"
+            f"{human_bytes(available)} free on {self.name}, {human_bytes(needed)} needed: "
+            f"{human_bytes(self.files_bytes)} of files to copy, {human_bytes(databases)} of "
+            "databases counted twice (dump, then restore; what is replaced is kept aside)"
         )
-        return Check(available >= self.needed, words)
+        return Check(available >= needed, words)
 
 
 # -- databases ---------------------------------------------------------------------------------
@@ -447,7 +457,12 @@ def return_runbook(
                 DatabaseAnswers(ctx, env, db, SOURCE),
                 DatabaseAnswers(ctx, env, db, TARGET),
             ]
-    preflight += [TargetDiskSpace(ctx, to_move), ReturnOrigin(back), DnsCredentials(ctx)]
+    databases = [db for env in environments for db in env.databases]
+    preflight += [
+        TargetDiskSpace(ctx, to_move, databases),
+        ReturnOrigin(back),
+        DnsCredentials(ctx),
+    ]
 
     steps: list[Step] = [*copies]
     for env in environments:
