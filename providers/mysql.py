@@ -196,6 +196,12 @@ def marker_dump_argv(endpoint: DbEndpoint, path: str, *, program: str = DUMP_PRO
 # -- connections and readers ------------------------------------------------------------------
 
 
+# drp's own sessions never wait forever behind someone else's lock: the server's default for
+# metadata locks (what DROP DATABASE waits for behind an open transaction) is a year.
+LOCK_TIMEOUT_SECONDS = 60
+LOCK_WAIT_ERRORS = (1205,)  # ER_LOCK_WAIT_TIMEOUT, metadata locks included
+
+
 @contextmanager
 def _connect(endpoint: DbEndpoint, password: str, *, database: bool = True) -> Iterator[Any]:
     """A pymysql connection (autocommit) to the server, in `endpoint.dbname` unless told not."""
@@ -210,6 +216,10 @@ def _connect(endpoint: DbEndpoint, password: str, *, database: bool = True) -> I
             connect_timeout=10,
             charset="utf8mb4",
             autocommit=True,
+            init_command=(
+                f"SET SESSION lock_wait_timeout = {LOCK_TIMEOUT_SECONDS}, "
+                f"innodb_lock_wait_timeout = {LOCK_TIMEOUT_SECONDS}"
+            ),
         )
     except pymysql.Error as err:
         raise DatabaseError(
@@ -220,7 +230,13 @@ def _connect(endpoint: DbEndpoint, password: str, *, database: bool = True) -> I
         with conn:
             yield conn
     except pymysql.Error as err:
-        raise DatabaseError(f"MySQL {endpoint.label}: {_message(err)}") from err
+        hint = ""
+        if err.args and err.args[0] in LOCK_WAIT_ERRORS:
+            hint = (
+                f" (waited {LOCK_TIMEOUT_SECONDS} s for a lock another session holds, such as "
+                "an open transaction: end it, then run again)"
+            )
+        raise DatabaseError(f"MySQL {endpoint.label}: {_message(err)}{hint}") from err
 
 
 def _fetchall(conn: Any, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -193,6 +193,12 @@ def aside_name(dbname: str, operation_id: str, attempt: int = 1) -> str:
 # -- connections and readers ------------------------------------------------------------------
 
 
+# drp's own sessions never wait forever behind someone else's lock (an open transaction, a
+# long query): after LOCK_TIMEOUT_SECONDS the statement fails and the step says why.
+LOCK_TIMEOUT_SECONDS = 60
+SESSION_OPTIONS = f"-c lock_timeout={LOCK_TIMEOUT_SECONDS * 1000}"
+
+
 @contextmanager
 def _connect(
     endpoint: DbEndpoint, password: str, *, autocommit: bool = False
@@ -206,6 +212,7 @@ def _connect(
             dbname=endpoint.dbname,
             connect_timeout=10,
             application_name="drp",
+            options=SESSION_OPTIONS,
             autocommit=autocommit,
         )
     except psycopg.Error as err:
@@ -653,6 +660,7 @@ def _admin(
             dbname=maintenance_db,
             connect_timeout=10,
             application_name="drp",
+            options=SESSION_OPTIONS,
             autocommit=True,
         )
     except psycopg.Error as err:

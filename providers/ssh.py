@@ -36,6 +36,7 @@ from paramiko.ssh_exception import (
 from providers.commands import CommandResult, shell_line, with_secret_env
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
+KEEPALIVE_SECONDS = 15  # SSH keepalive on every connection drp opens
 STDERR_TAIL_LINES = 20
 _READ_CHUNK = 65536
 _POLL_SECONDS = 0.05
@@ -281,6 +282,11 @@ class SshHost:
             except BaseException:
                 connection.client.close()
                 raise
+            transport = connection.client.get_transport()
+            if transport is not None:
+                # A keepalive every KEEPALIVE_SECONDS: a link that dies silently (a firewall
+                # dropping the session, a host gone) is noticed instead of waited on forever.
+                transport.set_keepalive(KEEPALIVE_SECONDS)
             self._connection = connection
             return connection
 

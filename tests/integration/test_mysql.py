@@ -134,3 +134,46 @@ def test_views_triggers_routines_and_events_travel(drp: SshHost, db: MysqlLab) -
     assert events == [("purge_log",)]
     db.execute(target, "INSERT INTO t VALUES (3, 1)")
     assert _query(db, target, "SELECT COUNT(*) FROM t_log") == [(3,)]  # trigger works
+
+
+def test_a_drop_behind_an_open_transaction_fails_in_bounded_time_saying_why(
+    db: MysqlLab, drp: SshHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MySQL waits a year for a metadata lock by default; drp's sessions wait a bounded time
+    and say what to do."""
+    import threading
+    import time
+
+    monkeypatch.setattr(my, "LOCK_TIMEOUT_SECONDS", 2)
+    target = _db(db, "locked")
+    address = db.endpoint("drp", "mysql")
+    holder = pymysql.connect(host=address.address, port=address.port, user=address.user,
+                             password=db.password, autocommit=True)  # fmt: skip
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{target.dbname}`")
+            cursor.execute(f"CREATE TABLE `{target.dbname}`.t (id INT PRIMARY KEY)")
+            cursor.execute("BEGIN")
+            cursor.execute(f"SELECT * FROM `{target.dbname}`.t")  # holds a metadata lock
+        outcome: list[BaseException | None] = []
+
+        def drop() -> None:
+            try:
+                my.drop_database(target, db.password)
+                outcome.append(None)
+            except BaseException as err:
+                outcome.append(err)
+
+        started = time.monotonic()
+        worker = threading.Thread(target=drop, daemon=True)
+        worker.start()
+        worker.join(timeout=30)
+        assert not worker.is_alive(), "the drop still waits behind the open transaction"
+        (error,) = outcome
+        assert isinstance(error, DatabaseError), error
+        assert "waited 2 s for a lock another session holds" in str(error)
+        assert time.monotonic() - started < 15
+    finally:
+        holder.rollback()
+        holder.close()
+        my.drop_database(target, db.password)
