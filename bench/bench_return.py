@@ -18,7 +18,8 @@ What it does, as an operator would, with the `drp` command line:
    more than the slowest database's dump-and-restore plus 5 s (databases move side by side).
 
 Afterwards DNS points at production (the return put it back), both maintenance flags are removed
-and production is seeded back to its previous size unless `--keep-lab-size`. It holds the lab's
+and, unless `--keep-lab-size`, the lab is reset to its seeded state at its previous size
+(`drp lab reset`: the benchmark's backup sets, trees and databases go). It holds the lab's
 session lock, so test sessions wait. Exits 0 whatever the figures, 1 if a command failed.
 """
 
@@ -158,7 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for role in ("production", "drp"):
                     pool[role].run(["rm", "-f", "--", topology.APP_MAINTENANCE_FLAG], check=False)
             if previous is not None and not args.keep_lab_size:
-                api.up(files_mb=previous.size.files_mb, rows=previous.size.rows)
+                # Everything the benchmark left (1 GiB backup sets, trees and their set-aside
+                # copies, databases) would slow every later drill and test: back to seeded.
+                api.reset(files_mb=previous.size.files_mb, rows=previous.size.rows)
     if args.json:
         print(json.dumps({"files_mb": size.files_mb, "rows": size.rows, **result}, indent=2))
     else:
