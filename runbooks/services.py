@@ -52,15 +52,6 @@ def dns_provider(site: Site) -> BaseDnsProvider:
     )
 
 
-def dns_resolver(site: Site) -> tuple[str | None, int]:
-    """Where to look up a zone's name servers: the inventory's first name server, else the
-    system resolver."""
-    servers = site.dns.nameservers
-    if servers:
-        return str(servers[0].address), servers[0].port
-    return None, 53
-
-
 def ticket_backends(site: Site) -> list[TicketBackend]:
     ledger = reports_dir(site) / "tickets-sent.jsonl"
     backends: list[TicketBackend] = []
