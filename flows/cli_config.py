@@ -147,6 +147,11 @@ def _print_summary(console: Console, file: Path, site: Site) -> None:
         f"Backups: area {escape(backups.area)}, {backups.retention} sets kept, user databases "
         f"every {backups.user_db_interval_hours} h to {both}"
     )
+    t = site.timeouts
+    console.print(
+        f"Timeouts: commands {t.command_seconds:g} s, copies {t.copy_seconds:g} s "
+        f"(idle {t.copy_idle_seconds:g} s), databases {t.database_seconds:g} s"
+    )
     refs = _refs_by_reference(site)
     console.print(
         f"Secrets: {len(refs)} reference(s): {escape(', '.join(str(ref) for ref in refs)) or '-'}"

@@ -51,6 +51,35 @@ class CommandRunner(Protocol):
         ...
 
 
+class WithTimeout:
+    """`runner`, with `seconds` as the timeout of every command that does not set its own.
+
+    A host's runner gives short commands (listings, checks) a short timeout; long work (a copy,
+    a restore) runs through this view of it, with a limit of its own."""
+
+    def __init__(self, runner: CommandRunner, seconds: float) -> None:
+        self.runner, self.seconds, self.name = runner, seconds, runner.name
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        secret_env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+        on_output: Callable[[str], None] | None = None,
+    ) -> CommandResult:
+        return self.runner.run(
+            argv,
+            secret_env=secret_env,
+            stdin=stdin,
+            timeout=self.seconds if timeout is None else timeout,
+            check=check,
+            on_output=on_output,
+        )
+
+
 def with_secret_env(argv: Sequence[str], names: Sequence[str]) -> list[str]:
     """argv wrapped so that the command reads `names` (one value per line) from stdin first.
 

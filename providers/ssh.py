@@ -102,10 +102,18 @@ class SshError(Exception):
     `host` is the target's inventory name; `exit_code` is set when a command ran and failed.
     """
 
-    def __init__(self, message: str, *, host: str, exit_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str,
+        exit_code: int | None = None,
+        timed_out_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.host = host
         self.exit_code = exit_code
+        self.timed_out_after = timed_out_after  # seconds, when the command did not finish
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,9 @@ class SshTarget:
     key_path: Path | None  # private key file; None = use the keys of the running ssh-agent
     known_hosts: Path  # the only host keys trusted for this host
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    # The timeout of a command that does not set its own (None: no limit); long work (copies,
+    # restores) sets its own, see `commands.WithTimeout`.
+    command_timeout: float | None = None
 
     @property
     def where(self) -> str:
@@ -346,8 +357,11 @@ class SshHost:
 
         With check=True a non-zero exit raises `SshError` naming the command (never a secret
         value), its exit code and the end of its stderr. A command killed by a signal has exit
-        code -1. On timeout the channel is closed and `SshError` is raised whatever `check` says.
+        code -1. On timeout the channel is closed and `SshError` is raised whatever `check` says;
+        without `timeout`, the target's `command_timeout` applies.
         """
+        if timeout is None:
+            timeout = self.target.command_timeout
         argv = list(argv)
         if not argv:
             raise ValueError("empty command")
@@ -399,9 +413,11 @@ class SshHost:
             )
         if timed_out:
             raise SshError(
-                f"{command!s} on {self.name} did not finish within {timeout:g}s; the command "
-                f"may still be running on the host",
+                f"{_short(command)} on {self.name} did not finish within {timeout:g} s; the "
+                f"host may hang (a file system, the disk), or the work needs a longer timeout "
+                f"(timeouts in the inventory)",
                 host=self.name,
+                timed_out_after=timeout,
             )
         if check and exit_code != 0:
             raise SshError(self.failure_message(result), host=self.name, exit_code=exit_code)
@@ -417,6 +433,11 @@ class SshHost:
         return f"{shell_line(result.argv)} on {self.name} {status}" + (
             f":\n{tail}" if tail else " (no error output)"
         )
+
+
+def _short(command: str, limit: int = 120) -> str:
+    """A command line as messages show it: a long shell script is cut, its start kept."""
+    return command if len(command) <= limit else command[: limit - 1] + "…"
 
 
 def _send_stdin(channel: paramiko.Channel, payload: bytes) -> None:

@@ -314,7 +314,7 @@ class RestoreDatabase(Step):
         restore_id = backup_id(self.chosen)
         if self._marker_of_this_backup():
             restore_id = f"{restore_id}/again-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
-        receiver = self.op.pool[self.target]
+        receiver = self.op.pool.database_work(self.target)
         copied = self.fetch.apply()
         if progress:
             progress(self.key, 50.0)

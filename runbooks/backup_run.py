@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import posixpath
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -182,7 +182,9 @@ class BackupContext:
         self.progress: Progress = progress or (lambda what, percent: None)
 
     def runner(self, role: Role) -> CommandRunner:
-        return self.pool[role]
+        """The host's runner for the backup's long work: copies, tree statistics, dumps
+        (`timeouts.copy_seconds` per command)."""
+        return self.pool.copying(role)
 
     def close(self) -> None:
         self.pool.close()
@@ -290,7 +292,7 @@ class JobOutcome:
 
 
 def _server(ctx: BackupContext, role: Role) -> BackupServer:
-    return BackupServer(host_name(role), role, ctx.area, ctx.runner(role))
+    return BackupServer(host_name(role), role, ctx.area, ctx.pool[role])  # short listings
 
 
 def _sets_on(ctx: BackupContext, role: Role, environment: str) -> list[BackupSet]:
@@ -355,6 +357,7 @@ def _pull(
     what: str,
 ) -> CopyResult:
     """rsync on the backup server pulling from production, with progress; StepFailed on error."""
+    options = replace(options, io_timeout=round(ctx.site.timeouts.copy_idle_seconds))
     try:
         result = rsync_copy(
             ctx.runner(role),
@@ -435,7 +438,7 @@ def _database(ctx: BackupContext, job: BackupJob, name: str) -> Database:
 def stage_dump(ctx: BackupContext, job: BackupJob, database: str) -> StagedDump:
     """Dump one database on production into the staging directory, counting its rows."""
     db = _database(ctx, job, database)
-    production = ctx.runner("production")
+    production = ctx.pool.database_work("production")
     staging = f"{STAGING_DIR}/{job.environment}/{job.set_id}/{db.name}"
     production.run(mf.remove_tree_argv(staging))  # a retry starts clean
     filename = posixpath.basename(mf.dump_relpath(db.name, db.engine))

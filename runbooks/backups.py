@@ -504,6 +504,15 @@ class Catalogue:
         try:
             result = server.runner.run(mf.list_sets_argv(server.area), check=False)
         except Exception as err:  # one server down must not hide the other's backups
+            seconds = getattr(err, "timed_out_after", None)
+            if seconds is not None:
+                self.unreachable[server.name] = (
+                    f"did not answer within {seconds:g} s while listing {server.area} (a hung "
+                    "file system or disk?); its sets are not considered. The wait is "
+                    "timeouts.command_seconds in the inventory"
+                )
+                log.warning("backup server %s did not answer: %s", server.name, err)
+                return []
             self.unreachable[server.name] = f"{type(err).__name__}: {err}"
             log.warning("backup server %s unreachable: %s", server.name, err)
             return []

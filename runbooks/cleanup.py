@@ -423,7 +423,7 @@ class _Db:
         )
 
     def aside_parts(self, record: DatabaseRecord) -> dict[str, bool]:
-        drp = self.op.pool[TARGET]
+        drp = self.op.pool.database_work(TARGET)
         return self.engine.aside_parts(drp, self.endpoint, self.password, self.aside_of(record))
 
 
@@ -498,7 +498,7 @@ class SetAsideDrpState(Step):
         if state is None:  # never read again once recorded: a resume goes by the record
             state = self._record()
             self.store.save(state)
-        drp = self.op.pool[TARGET]
+        drp = self.op.pool.copying(TARGET)
         moved: list[str] = []
         for record in state.paths:
             if record.existed and aside.set_aside_path(drp, record.path, record.aside):
@@ -613,7 +613,7 @@ class SetAsideDrpState(Step):
 
     def _set_aside_database(self, db: _Db, record: DatabaseRecord) -> bool:
         """Move one database out of the way; False when it already was."""
-        drp = self.op.pool[TARGET]
+        drp = self.op.pool.database_work(TARGET)
         return db.engine.set_aside(drp, db.endpoint, db.password, db.aside_of(record))
 
 
@@ -696,7 +696,7 @@ class RestoreDrpTree(Step):
 
     def apply(self, progress: ProgressCallback | None = None) -> Applied:
         record = self.store.begin_put_back().path(self.path)
-        drp = self.op.pool[TARGET]
+        drp = self.op.pool.copying(TARGET)
         if not record.existed:
             target = record.created or record.path
             if aside.probe(drp, [record.path])[record.path]:
@@ -774,7 +774,7 @@ class RestoreDrpDatabase(Step):
         if not record.existed:
             db.engine.drop_own(db.endpoint, db.password, self.op.operation_id)
             return Applied(f"dropped the drill's restore of drp/{db.name}")
-        runner = self.op.pool[TARGET]
+        runner = self.op.pool.database_work(TARGET)
         done = db.engine.put_back(
             runner, db.endpoint, db.password, db.aside_of(record), self.op.operation_id
         )

@@ -137,7 +137,11 @@ class CopyTree(Step):
             ctx.site, source.role, source.path, receiver=target
         )
         self.options = CopyOptions(
-            excludes=excludes, includes=includes, delete=delete, bwlimit_kib=ctx.bwlimit_kib
+            excludes=excludes,
+            includes=includes,
+            delete=delete,
+            bwlimit_kib=ctx.bwlimit_kib,
+            io_timeout=round(ctx.site.timeouts.copy_idle_seconds),
         )
         self.where = f"{connect.host_name(target)}:{dest}"
         self._home: str | None = None
@@ -172,7 +176,7 @@ class CopyTree(Step):
         return replace(self.options, partial_dir=self._absolute(self.partial_dir()), **changes)
 
     def _plan(self, options: CopyOptions) -> Any:
-        return plan_copy(self.ctx.pool[self.target], self.endpoint, self.dest, options)
+        return plan_copy(self.ctx.pool.copying(self.target), self.endpoint, self.dest, options)
 
     def check(self) -> Check:
         plan = self._plan(self._options())
@@ -197,7 +201,7 @@ class CopyTree(Step):
                 progress(self.key, float(p.percent))
 
         result = copy_tree(
-            self.ctx.pool[self.target], self.endpoint, self.dest, options, on_progress
+            self.ctx.pool.copying(self.target), self.endpoint, self.dest, options, on_progress
         )
         deleted = f", removed {result.stats.deleted}" if result.stats.deleted else ""
         return Applied(

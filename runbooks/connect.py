@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from providers.commands import CommandRunner, WithTimeout
 from providers.dbcommon import DbEndpoint
 from providers.rsync import RemoteEndpoint
 from providers.ssh import SshHost, SshTarget
@@ -74,6 +75,7 @@ def ssh_target(site: Site, role: Role) -> SshTarget:
         user=h.user,
         key_path=h.key_file,
         known_hosts=known_hosts(site),
+        command_timeout=site.timeouts.command_seconds,
     )
 
 
@@ -166,6 +168,16 @@ class HostPool:
         if role not in self._hosts:
             self._hosts[role] = ssh_host(self.site, role)
         return self._hosts[role]
+
+    def copying(self, role: Role) -> CommandRunner:
+        """The host's runner for a copy of a tree (its dry runs, checksums, set-asides): the
+        inventory's `timeouts.copy_seconds` per command, not the short default."""
+        return WithTimeout(self[role], self.site.timeouts.copy_seconds)
+
+    def database_work(self, role: Role) -> CommandRunner:
+        """The host's runner for a dump, restore, move or set-aside of a database
+        (`timeouts.database_seconds` per command)."""
+        return WithTimeout(self[role], self.site.timeouts.database_seconds)
 
     def close(self) -> None:
         for h in self._hosts.values():

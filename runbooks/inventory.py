@@ -338,6 +338,8 @@ HeaderValue = Annotated[SecretRef | str, PlainValidator(_header_value, json_sche
 Port = Annotated[int, Field(ge=1, le=65535)]
 # A wait: never forever (.inf), never NaN or negative, at most a day.
 Seconds = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
+# A wait for long work (a copy, a restore): at most a week.
+LongSeconds = Annotated[float, Field(gt=0, le=7 * 86400, allow_inf_nan=False)]
 Text = Annotated[str, AfterValidator(lambda v: _text(v, "some text"))]
 
 
@@ -748,6 +750,29 @@ class Orders(_Model):
     )
 
 
+class Timeouts(_Model):
+    """How long drp waits for a command on a host before it gives up, naming the host and the
+    command. Nothing waits forever: a hung file system or a dead link ends in an error."""
+
+    command_seconds: Seconds = Field(
+        default=300,
+        description="A listing, a check or another short command on a host. A backup server "
+        "whose file system hangs is reported by the plan after this long, naming the host.",
+    )
+    copy_seconds: LongSeconds = Field(
+        default=86400,
+        description="One copy of a tree with rsync, and its dry runs and checksum comparisons.",
+    )
+    copy_idle_seconds: Seconds = Field(
+        default=600,
+        description="A copy that moves no data for this long gives up (rsync --timeout).",
+    )
+    database_seconds: LongSeconds = Field(
+        default=86400,
+        description="One dump, restore, move or set-aside of a database.",
+    )
+
+
 # -- the site ---------------------------------------------------------------------------------
 
 
@@ -777,6 +802,10 @@ class Site(_Model):
     orders: Orders = Field(
         default_factory=Orders,
         description="How the customer's order is signed and how long it stands.",
+    )
+    timeouts: Timeouts = Field(
+        default_factory=Timeouts,
+        description="How long commands on the hosts may take (defaults suit most sites).",
     )
 
     _source: Path | None = PrivateAttr(None)

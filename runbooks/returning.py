@@ -301,7 +301,8 @@ class MoveDatabase(Step):
         )
 
     def apply(self, progress: ProgressCallback | None = None) -> Applied:
-        source, target = self.ctx.pool[SOURCE], self.ctx.pool[TARGET]
+        source = self.ctx.pool.database_work(SOURCE)
+        target = self.ctx.pool.database_work(TARGET)
         attempt = f"{self.db.name}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}{self.suffix}"
         source.run(["mkdir", "-p", "--", self.dumps])
         dumped = self.engine.dump(
@@ -311,7 +312,10 @@ class MoveDatabase(Step):
             progress(self.key, 40.0)
         sender = connect.remote_endpoint(self.ctx.site, SOURCE, self.dumps, receiver=TARGET)
         options = CopyOptions(
-            includes=(f"/{attempt}",), excludes=("*",), bwlimit_kib=self.ctx.bwlimit_kib
+            includes=(f"/{attempt}",),
+            excludes=("*",),
+            bwlimit_kib=self.ctx.bwlimit_kib,
+            io_timeout=round(self.ctx.site.timeouts.copy_idle_seconds),
         )
         copied = copy_tree(target, sender, self.dumps, options)
         if progress:
@@ -446,7 +450,7 @@ def return_runbook(
     copies = [_copy(ctx, t, final=False) for t in trees]
     to_move = 0
     for copy in copies:
-        plan = plan_copy(ctx.pool[TARGET], copy.endpoint, copy.dest, copy.options)
+        plan = plan_copy(ctx.pool.copying(TARGET), copy.endpoint, copy.dest, copy.options)
         to_move += plan.bytes_to_transfer
     back = dns_back(ctx, activation)
 

@@ -114,7 +114,7 @@ def test_a_remote_command_dies_with_drp(drp: SshHost, stdin: str | None) -> None
 
 def test_a_command_over_its_timeout_is_ended_on_the_host(drp: SshHost) -> None:
     tag = f"drp-timeout-{secrets.token_hex(4)}"
-    with pytest.raises(SshError, match="did not finish within 1s"):
+    with pytest.raises(SshError, match="did not finish within 1 s"):
         drp.run(["sh", "-c", f"sleep 30; : {tag}"], timeout=1)
     wait_until(lambda: not running(drp, tag), 3, f"still running on drp: {tag}")
 

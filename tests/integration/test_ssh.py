@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from ssh_lab import known_hosts_lines, running_agent, target
 
+from providers.commands import WithTimeout
 from providers.ssh import SshError, SshHost, SshTarget
 
 pytestmark = pytest.mark.lab
@@ -144,9 +145,22 @@ def test_output_is_streamed_while_the_command_runs(drp: SshHost) -> None:
 
 def test_a_command_over_its_timeout_is_abandoned(drp: SshHost) -> None:
     started = time.monotonic()
-    with pytest.raises(SshError, match=r"sleep 30 on drp did not finish within 1s"):
+    with pytest.raises(SshError, match=r"sleep 30 on drp did not finish within 1 s") as caught:
         drp.run(["sleep", "30"], timeout=1)
     assert time.monotonic() - started < 5
+    assert caught.value.timed_out_after == 1
+
+
+def test_a_command_without_a_timeout_gets_the_hosts_and_long_work_its_own(lab) -> None:
+    """The inventory's command timeout applies to every command that sets none; long work runs
+    through a view of the runner with a limit of its own."""
+    with SshHost(target(lab, "drp", command_timeout=1)) as host:
+        with pytest.raises(SshError, match="did not finish within 1 s; the host may hang"):
+            host.run(["sleep", "30"])
+        assert host.run(["sleep", "2"], timeout=5).ok  # its own timeout wins
+        assert WithTimeout(host, 5).run(["sleep", "2"]).ok  # long work: its own limit
+        with pytest.raises(SshError, match="within 1 s"):
+            WithTimeout(host, 5).run(["sleep", "30"], timeout=1)
 
 
 def test_commands_share_one_connection(drp: SshHost) -> None:

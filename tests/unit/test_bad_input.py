@@ -238,6 +238,27 @@ INVENTORY_CASES: dict[str, Case] = {
         "environments[0].url_checks[0].max_seconds",
         "expected a number <= 86400, got 86401",
     ),
+    "command timeout .inf": Case(
+        "  valid_hours: 24\n",
+        "  valid_hours: 24\ntimeouts:\n  command_seconds: .inf\n",
+        "timeouts.command_seconds",
+        f"{FINITE}, got inf",
+        line_of="  command_seconds: .inf",
+    ),
+    "copy timeout more than a week": Case(
+        "  valid_hours: 24\n",
+        "  valid_hours: 24\ntimeouts:\n  copy_seconds: 604801\n",
+        "timeouts.copy_seconds",
+        "expected a number <= 604800, got 604801",
+        line_of="  copy_seconds: 604801",
+    ),
+    "copy idle timeout zero": Case(
+        "  valid_hours: 24\n",
+        "  valid_hours: 24\ntimeouts:\n  copy_idle_seconds: 0\n",
+        "timeouts.copy_idle_seconds",
+        "expected a number > 0, got 0",
+        line_of="  copy_idle_seconds: 0",
+    ),
     "webhook .inf timeout": Case(
         "    path: ${DRP_LAB_DIR:-/var/lib/drp-lab}/tickets.jsonl\n",
         "    path: ${DRP_LAB_DIR:-/var/lib/drp-lab}/tickets.jsonl\n"

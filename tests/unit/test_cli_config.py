@@ -56,6 +56,7 @@ def test_valid_inventory_prints_a_summary_and_exits_0() -> None:
     ]
     assert "DNS: ovh, endpoint drp-lab (http://127.0.10.60:8080/1.0); zones: drp-lab.test" in out
     assert "Tickets: file " in out
+    assert "Timeouts: commands 300 s, copies 86400 s (idle 600 s), databases 86400 s" in out
     assert "env:DRP_LAB_OVH_APPLICATION_SECRET" in out
     assert result.stderr == ""
 
