@@ -77,8 +77,22 @@ def check(
 
     console = Console(highlight=False, soft_wrap=True)
     _print_summary(console, file, site)
+    for warning in site_warnings(site):
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
     if resolve_secrets and not _print_secret_resolution(console, site):
         raise typer.Exit(EXIT_INVALID)
+
+
+def site_warnings(site: Site) -> list[str]:
+    """What is valid but will surprise on the day: each says what to change."""
+    warnings = []
+    if site.orders.secret is None:
+        warnings.append(
+            "orders.secret is not set: a stored order cannot be trusted, so every resume asks "
+            "the customer for the order again; set orders.secret: env:DRP_ORDER_SECRET (a long "
+            "random value in that variable)"
+        )
+    return warnings
 
 
 def _print_summary(console: Console, file: Path, site: Site) -> None:

@@ -939,6 +939,24 @@ def _site_problems(site: Site) -> Iterator[tuple[Loc, str]]:
                             f"an AAAA record needs hosts.{role}.public_ipv6; expected it set, "
                             f"or type 'A'",
                         )
+        yield from _url_check_problems(env, at)
+
+
+def _url_check_problems(env: Environment, at: Loc) -> Iterator[tuple[Loc, str]]:
+    """After the switch, drp checks the service through each URL's name: that name must be one
+    the switch moves, or the check would reach the old side."""
+    names = {record.fqdn.casefold().rstrip(".") for record in env.dns_records}
+    if not names:
+        return
+    for c, url_check in enumerate(env.url_checks):
+        host = (urlsplit(url_check.url).hostname or "").rstrip(".")
+        if host.casefold() not in names:
+            yield (
+                (*at, "url_checks", c, "url"),
+                f"expected a URL on a name the switch moves ({', '.join(sorted(names))}), got "
+                f"host {host!r}: after the switch the service is checked through this name; "
+                f"add a dns_records entry for it, or check a switched name",
+            )
 
 
 # -- loading ---------------------------------------------------------------------------------

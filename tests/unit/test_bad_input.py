@@ -238,6 +238,14 @@ INVENTORY_CASES: dict[str, Case] = {
         "environments[0].url_checks[0].max_seconds",
         "expected a number <= 86400, got 86401",
     ),
+    "url check on a name the switch does not move": Case(
+        "      - url: http://www.drp-lab.test:8080/",
+        "      - url: http://status.example.net:8080/",
+        "environments[0].url_checks[0].url",
+        "expected a URL on a name the switch moves (drp-lab.test, www.drp-lab.test), got host "
+        "'status.example.net': after the switch the service is checked through this name; add "
+        "a dns_records entry for it, or check a switched name",
+    ),
     "command timeout .inf": Case(
         "  valid_hours: 24\n",
         "  valid_hours: 24\ntimeouts:\n  command_seconds: .inf\n",

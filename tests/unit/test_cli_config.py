@@ -212,3 +212,16 @@ def test_the_lab_inventory_finds_its_state_through_drp_lab_dir(lab_copy: Path) -
     assert result.exit_code == 0, result.output
     assert "resolves env:DRP_LAB_PG_PASSWORD" in result.stdout
     assert f"Tickets: file {state / 'tickets.jsonl'}" in result.stdout
+
+
+def test_an_inventory_without_an_order_secret_is_valid_with_a_warning(lab_copy: Path) -> None:
+    """Valid, but every resume would ask the customer again: the operator is told before."""
+    text = lab_copy.read_text()
+    lab_copy.write_text(text.replace("  secret: env:DRP_LAB_ORDER_SECRET\n", "", 1))
+    result = check(lab_copy)
+    assert result.exit_code == 0, result.output
+    assert (
+        "warning: orders.secret is not set: a stored order cannot be trusted, so every resume "
+        "asks the customer for the order again; set orders.secret: env:DRP_ORDER_SECRET"
+    ) in " ".join(result.stdout.split())
+    assert "warning" not in check(REPO / "config" / "lab.yaml").stdout  # the lab's has one
