@@ -16,6 +16,7 @@ from typing import Any
 from prefect import get_run_logger
 
 from flows.gate import await_order
+from flows.lock_runs import ended_flow_run
 from flows.operation_ids import operation_id_for_run
 from flows.prepare import prepare
 from flows.tasks import publish_report, submit_check, submitter
@@ -176,7 +177,9 @@ def run_engine(
         check=submit_check,
         fresh=submitter(report.operation_id, plan.hash, fresh=True),
         log=log,
-        lock=SiteLock(site, report.operation_id, runbook.kind, run=_flow_run_words()),
+        lock=SiteLock(
+            site, report.operation_id, runbook.kind, run=_flow_run_words(), stale=ended_flow_run
+        ),
         orders=order_policy(site),
     )
 

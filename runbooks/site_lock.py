@@ -15,6 +15,10 @@ holder and is refused with one line naming it.
   finds its own lock and goes on.
 - It is released when the operation ends succeeded, refused or timed out. A failed operation
   keeps it: its resume goes on, and nothing else starts on a half-done site.
+- A lock whose operation never got its order, and whose run has ended without releasing it (a
+  run cancelled while it waited at the gate), is released by the next operation, which says so
+  and writes why in the ledger: nothing had been done under it. Only the orchestrator can tell
+  that a run ended (`stale`); without it such a lock waits for `drp unlock`.
 - `drp unlock` releases a lock by its operation id and appends who, when and why to
   `~/.drp-lock/ledger.jsonl` on the DRP host.
 """
@@ -143,9 +147,21 @@ def read_lock(runner: CommandRunner) -> LockInfo | None:
     return LockInfo.from_text(text, f"{runner.name}:~/{LOCK_FILE}")
 
 
-def take(runner: CommandRunner, wanted: LockInfo, unlock_hint: str) -> LockInfo:
+# Why a lock held by an operation that never got its order may go (its run ended), or None.
+Stale = Callable[[LockInfo], str | None]
+
+
+def take(
+    runner: CommandRunner,
+    wanted: LockInfo,
+    unlock_hint: str,
+    stale: Stale | None = None,
+    said: Callable[[str], None] | None = None,
+) -> LockInfo:
     """Take the lock for `wanted.operation_id`, or find it already ours (a resume): returns the
-    lock as it stands. Raises SiteLocked, with one line naming the holder, otherwise."""
+    lock as it stands. A holder that never got its order and whose run has ended (`stale` says
+    why) is released first, in the ledger, and `said` is told. Raises SiteLocked, with one line
+    naming the holder, otherwise."""
     for _attempt in range(3):
         text = json.dumps(wanted.data, indent=2) + "\n"
         result = runner.run(take_argv(), stdin=text, check=False, timeout=60)
@@ -163,12 +179,44 @@ def take(runner: CommandRunner, wanted: LockInfo, unlock_hint: str) -> LockInfo:
             held.resumed_at = _now()
             _write(runner, held)
             return held
+        why = stale(held) if stale is not None and not held.ordered_by else None
+        if why:
+            _release_stale(runner, held, why, wanted.operation_id)
+            if said is not None:
+                said(
+                    f"site lock of operation {held.operation_id} released: {why}, before any "
+                    "order, so nothing had been done under it (written in the lock ledger)"
+                )
+            continue
         raise SiteLocked(
             f"site {wanted.site} is locked by {held.holder()}: nothing was done. Wait for it to "
             f"end, resume it with --operation-id {held.operation_id}, or release it with "
             f"`{unlock_hint.format(operation_id=held.operation_id)}`"
         )
     raise ProviderError(f"the site lock on {runner.name} changed hands three times; try again")
+
+
+def _release_stale(runner: CommandRunner, held: LockInfo, why: str, by_operation: str) -> None:
+    entry = {
+        "event": "released-unordered",
+        "operation_id": held.operation_id,
+        "kind": held.kind,
+        "held_since": held.since,
+        "held_by": held.started_by,
+        "released_by": f"operation {by_operation} ({who_am_i()})",
+        "released_from": socket.gethostname(),
+        "released_at": _now(),
+        "reason": why,
+    }
+    appended = runner.run(
+        append_argv(LEDGER_FILE), stdin=json.dumps(entry) + "\n", check=False, timeout=60
+    )
+    if not appended.ok:
+        raise ProviderError(
+            f"cannot write the lock ledger on {runner.name}: {appended.stderr.strip()[:200]}; "
+            f"the lock of operation {held.operation_id} was left as it is"
+        )
+    release(runner, held.operation_id)
 
 
 def _write(runner: CommandRunner, info: LockInfo) -> None:
@@ -259,15 +307,24 @@ class SiteLock:
     kind: str
     run: str = ""  # e.g. "flow run <id>"
     host: Callable[[Site], Any] = field(default=_drp_host)
+    stale: Stale | None = None  # the orchestrator's word on a holder's run (see `take`)
+    said: list[str] = field(default_factory=list, init=False)
     held: LockInfo | None = field(default=None, init=False)
 
     def take(self) -> str:
         wanted = LockInfo.new(self.operation_id, self.kind, self.site.name, self.run)
         with self.host(self.site) as runner:
-            self.held = take(runner, wanted, unlock_hint(self.site))
+            self.held = take(runner, wanted, unlock_hint(self.site), self.stale, self.said.append)
+        before = "".join(f"{line}; " for line in self.said)
         if self.held.resumed_at:
-            return f"site lock already held by this operation since {self.held.since}: going on"
-        return f"site lock taken on the DRP host (~/{LOCK_FILE}) for operation {self.operation_id}"
+            return (
+                f"{before}site lock already held by this operation since {self.held.since}: "
+                "going on"
+            )
+        return (
+            f"{before}site lock taken on the DRP host (~/{LOCK_FILE}) for operation "
+            f"{self.operation_id}"
+        )
 
     def ordered(self, order: dict[str, Any]) -> None:
         """Name who ordered in the lock (what another orchestrator is told)."""

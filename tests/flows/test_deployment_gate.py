@@ -270,3 +270,39 @@ def test_run_given_an_operation_id_keeps_it(site, runner, reports: Path) -> None
     assert final.is_completed(), final.message
     report = json.loads((reports / "drill-suspend-1.json").read_text())
     assert report["outcome"] == "succeeded"
+
+
+def test_a_run_cancelled_at_its_gate_does_not_keep_the_site_locked(
+    site, runner, reports: Path, prefect_server
+) -> None:
+    """Cancelled from the UI while it waits for the order, the run never runs again: the next
+    operation releases its lock (nothing was done under it), says so, and the ledger keeps why."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    from runbooks import connect, site_lock
+
+    run = _start()
+    _wait(run.id, _suspended(1), "suspended at the gate")
+    with connect.HostPool(site) as pool:
+        held = site_lock.read_lock(pool["drp"])
+    assert held is not None and held.run == f"flow run {run.id}" and not held.ordered_by
+    with get_client(sync_client=True) as client:  # what the UI's Cancel does
+        client.set_flow_run_state(run.id, Cancelling())
+    assert _state(run.id).name == "Cancelled"
+
+    op = f"drill-after-cancel-{int(time.time()) % 100000}"
+    done = drp_cli(prefect_server.api_url, "drill", "-c", str(LAB_CONFIG), "--operation-id", op,
+                   "--order-by", "Jane Doe", "--reference", "1STKYC-79")  # fmt: skip
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0, output
+    assert (
+        f"site lock of operation {held.operation_id} released: its flow run {run.id} ended "
+        "cancelled at the order gate, before any order, so nothing had been done under it"
+    ) in output, output
+    with connect.HostPool(site) as pool:
+        entries = site_lock.ledger(pool["drp"])
+        assert site_lock.read_lock(pool["drp"]) is None  # the drill ended and released its own
+    last = [e for e in entries if e["operation_id"] == held.operation_id]
+    assert last and last[-1]["event"] == "released-unordered"
+    assert last[-1]["released_by"].startswith(f"operation {op} ")

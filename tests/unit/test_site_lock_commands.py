@@ -227,3 +227,37 @@ def test_a_lock_file_that_is_not_ours_is_reported_not_overwritten(tmp_path: Path
     with pytest.raises(DrpError, match="is not a drp lock file"):
         lock_for(tmp_path, "drill-a").take()
     assert (tmp_path / ".drp-lock" / "lock.json").read_text() == "garbage"
+
+
+def test_a_lock_whose_run_ended_before_its_order_goes_but_an_ordered_one_stays(
+    tmp_path: Path,
+) -> None:
+    """What the orchestrator says of the holder's run frees the site only when the holder never
+    got its order; an ordered operation's lock waits for its resume or `drp unlock`."""
+    waiting = lock_for(tmp_path, "drill-waited")
+    waiting.take()  # then cancelled at its gate: it never runs again
+    ended = lock_for(tmp_path, "drill-next")
+    ended.stale = lambda held: f"its flow run of {held.operation_id} ended cancelled"
+    said = ended.take()
+    assert said.startswith(
+        "site lock of operation drill-waited released: its flow run of drill-waited ended "
+        "cancelled, before any order, so nothing had been done under it (written in the lock "
+        "ledger); site lock taken"
+    )
+    held = holder(tmp_path)
+    assert held is not None and held.operation_id == "drill-next"
+    [entry] = site_lock.ledger(LocalRunner("drp", tmp_path))
+    assert entry["event"] == "released-unordered" and entry["operation_id"] == "drill-waited"
+
+    ended.ordered({"ordered_by": "Jane Customer", "reference": "R", "answered_at": "now"})
+    third = lock_for(tmp_path, "drill-third")
+    third.stale = lambda held: "its flow run ended failed"
+    with pytest.raises(SiteLocked, match=r"locked by operation drill-next .*ordered by Jane"):
+        third.take()
+    assert holder(tmp_path).operation_id == "drill-next"  # type: ignore[union-attr]
+    third.stale = lambda held: None  # running, or the orchestrator cannot tell
+    ended.release()
+    waiting_again = lock_for(tmp_path, "drill-w2")
+    waiting_again.take()
+    with pytest.raises(SiteLocked, match="not ordered yet"):
+        third.take()
