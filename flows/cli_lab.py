@@ -15,7 +15,9 @@ lab_app = typer.Typer(
     help=(
         "The local DR lab: real sshd, PostgreSQL, MariaDB, Knot DNS, web servers and an OVH API "
         "emulator, each lab host on its own loopback address (production 127.0.10.1, "
-        "backup-even .2, backup-odd .3, drp .4). Drills and integration tests run against it. "
+        "backup-even .2, backup-odd .3, drp .4), and a Prefect server (API and UI, basic auth) "
+        "on 127.0.10.70:4200 that drp's drills on the lab run through. Drills and integration "
+        "tests run against it. "
         "State lives in /var/lib/drp-lab (or $DRP_LAB_DIR), outside any checkout. `up`, `down` and "
         "`reset` need root."
     ),
@@ -106,7 +108,8 @@ def _fail(err: LabError) -> typer.Exit:
 UP_HELP = (
     "Start the lab; create and seed whatever is missing. [bold]Changes the machine.[/bold]\n\n"
     "Idempotent: what already runs is left alone and only missing daemons start. On first use "
-    "it generates the lab's secrets (lab.env in the lab's state directory) and SSH keys, "
+    "it generates the lab's secrets (lab.env in the lab's state directory, with the Prefect "
+    "server's address and basic auth, which drp reads from there) and SSH keys, "
     "creates one unix user per lab host, initializes the databases and seeds production with "
     "a sample application. Asking for other sizes than the current seeding re-seeds production.\n\n"
     "Benchmark sizes: [cyan]sudo drp lab up --files-mb 1024 --rows 1000000[/cyan]"
@@ -125,7 +128,8 @@ RESET_HELP = (
     "Return the lab to its freshly seeded state. [bold]Destroys lab data.[/bold]\n\n"
     "Stops everything, wipes the data directories, the host roots (whatever restores and drills "
     "wrote there) and the backup areas, then starts again and seeds production anew. Keys, "
-    "secrets and unix users are kept. Sizes default to the previous seeding's."
+    "secrets and unix users are kept, and the Prefect server keeps running with its runs. "
+    "Sizes default to the previous seeding's."
 )
 
 

@@ -6,9 +6,12 @@ is seeded once; `up` re-seeds it only when other sizes are asked for. The drp ho
 its two application databases created and empty (restores go into them) and no application
 files; the backup servers start with an empty backup area.
 
+The lab's Prefect server (`lab.prefect_server`) is started first, since it takes longest to
+answer, and comes up while the rest is set up; `down` stops it with the rest.
+
 State lives under `topology.lab_dir()` (`/var/lib/drp-lab`, or `$DRP_LAB_DIR`): secrets and keys
 survive `reset`, which wipes data directories, host roots and backup areas and seeds production
-again.
+again; the Prefect server keeps running through it, with its database (its run history).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from lab import accounts, mariadb, postgres, procs, sshd, sshkeys, topology, webapp
+from lab import accounts, mariadb, postgres, prefect_server, procs, sshd, sshkeys, topology, webapp
 from lab import seed as seeding
 from lab.daemons import Daemon
 from lab.errors import LabError
@@ -46,7 +49,7 @@ ServiceState = Literal["running", "not answering", "stopped"]
 class ServiceStatus(BaseModel):
     name: str = Field(description="Daemon name, e.g. sshd-production")
     host: str = Field(description="Lab host it serves (dns and ovh for the shared services)")
-    kind: str = Field(description="sshd, postgresql, mariadb, web, dns or ovh-api")
+    kind: str = Field(description="sshd, postgresql, mariadb, web, dns, ovh-api or prefect")
     address: str = Field(description="Loopback address it listens on")
     port: int = Field(description="TCP port it listens on")
     pid: int | None = Field(default=None, description="Process id while running")
@@ -102,6 +105,9 @@ def _expected() -> list[tuple[str, str, str, str, int]]:
             out.append((f"web-{h.name}", h.name, "web", h.address, topology.WEB_PORT))
     out.append(("knot", "dns", "dns", topology.DNS_ADDRESS, topology.DNS_PORT))
     out.append(("ovh-emulator", "ovh", "ovh-api", topology.OVH_ADDRESS, topology.OVH_PORT))
+    out.append(
+        (prefect_server.NAME, "prefect", "prefect", topology.PREFECT_ADDRESS, topology.PREFECT_PORT)
+    )
     return out
 
 
@@ -424,8 +430,11 @@ def _up(
     shared = _checkout_note(paths, running)
     if shared:
         notes.insert(0, shared)
-    notes += _init_databases(paths, secrets)
     sup = Supervisor(paths)
+    # The Prefect server takes longest to answer (7-20 s: its imports, its database): it starts
+    # first and comes up while the rest is set up; it is waited for last.
+    orchestrator = sup.launch([prefect_server.prefect_daemon(paths, secrets)])
+    notes += _init_databases(paths, secrets)
     hosts = sup.start(host_daemons(paths, secrets))
     notes += _seed(paths, secrets, files_mb, rows)
     started, already = list(hosts.started), list(hosts.already_running)
@@ -433,6 +442,9 @@ def _up(
         result = sup.start([daemon])
         started += result.started
         already += result.already_running
+    result = sup.wait(orchestrator)
+    started += result.started
+    already += result.already_running
     final = status(paths)
     final.started, final.already_running, final.notes = started, already, notes
     final.seconds = round(time.monotonic() - started_at, 2)
@@ -461,11 +473,16 @@ def _wait_until(condition: Callable[[], bool], seconds: float) -> None:
         time.sleep(0.05)
 
 
-def _stop_everything(paths: topology.LabPaths) -> list[str]:
+def _stop_everything(paths: topology.LabPaths, keep: tuple[str, ...] = ()) -> list[str]:
+    """Stops every daemon but those named in `keep`."""
     sup = Supervisor(paths)
-    stopped = sup.stop() if paths.run.exists() else []
+    stopped = []
+    if paths.run.exists():
+        stopped = sup.stop([r.name for r in sup.records() if r.name not in keep] if keep else None)
     leftovers = []
     for name, _, _, address, port in _expected():
+        if name in keep:
+            continue
         for holder in procs.port_holders(address, port):
             # A lab daemon whose run record was lost (its command line names our directory).
             if str(paths.root) in holder.cmdline:
@@ -499,7 +516,8 @@ def down() -> LabStatus:
 def reset(files_mb: int | None = None, rows: int | None = None) -> LabStatus:
     """Back to the seeded state: stop, wipe data, host roots and backup areas, up again.
 
-    Keys, secrets and unix users are kept. Sizes default to those of the previous seeding.
+    Keys, secrets and unix users are kept, and so is the Prefect server, running, with its
+    database: it holds no lab host's data. Sizes default to those of the previous seeding.
     """
     require_root("reset")
     require_packages()
@@ -509,9 +527,14 @@ def reset(files_mb: int | None = None, rows: int | None = None) -> LabStatus:
     require_no_other_lab(paths)
     with _locked(paths):
         previous = seeding.read_seed(paths)
-        stopped = _stop_everything(paths)
-        for directory in (paths.root / "data", paths.root / "hosts", paths.run):
+        kept = (prefect_server.NAME,)
+        stopped = _stop_everything(paths, keep=kept)
+        for directory in (paths.root / "data", paths.root / "hosts"):
             shutil.rmtree(directory, ignore_errors=True)
+        if paths.run.exists():  # the run records of what was stopped
+            for record in paths.run.iterdir():
+                if record.stem not in kept:
+                    record.unlink()
         size = _wanted_size(previous, files_mb, rows)
         final = _up(paths, size.files_mb, size.rows, started_at)
     final.stopped = stopped

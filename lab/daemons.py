@@ -1,8 +1,8 @@
 """What the lab knows about a daemon it runs: how to start it and how to tell it is ready.
 
-Each lab service module (sshd, PostgreSQL, MariaDB, Knot, web, OVH emulator) builds `Daemon`
-values; the lab's supervisor starts them detached, records their pid under `<lab>/run/`, waits
-for `ready()` and stops them on `drp lab down`.
+Each lab service module (sshd, PostgreSQL, MariaDB, Knot, web, OVH emulator, Prefect server)
+builds `Daemon` values; the lab's supervisor starts them detached, records their pid under
+`<lab>/run/`, waits for `ready()` and stops them on `drp lab down`.
 """
 
 from __future__ import annotations
@@ -26,3 +26,5 @@ class Daemon:
     cwd: Path | None = None
     # What asks it to stop cleanly: PostgreSQL wants SIGINT (fast shutdown); most want SIGTERM.
     stop_signal: int = signal.SIGTERM
+    # How long it may take to answer, when more than the supervisor's default.
+    ready_timeout: float | None = None

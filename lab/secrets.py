@@ -1,7 +1,10 @@
 """The lab's secrets: generated once, kept in `<lab>/lab.env` (mode 0600), reused afterwards.
 
 `config/lab.yaml` refers to them as `env:NAME`; tests and the lab itself read them with
-`load_secrets`. Values are never printed.
+`load_secrets`. Values are never printed. The file also names the lab's Prefect server
+(`PREFECT_API_URL`, `PREFECT_UI_URL`: settings, rewritten whenever they differ) next to its
+basic auth (`PREFECT_API_AUTH_STRING`): `drp` finds them there through config/lab.yaml's
+`env_file`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "DRP_LAB_OVH_APPLICATION_SECRET": _alnum(32),
     "DRP_LAB_OVH_CONSUMER_KEY": _alnum(32),
     "DRP_LAB_ORDER_SECRET": _alnum(48),  # signs the orders stored in reports
+    # Basic auth of the lab's Prefect server: "user:password", typed whole in the UI's login.
+    "PREFECT_API_AUTH_STRING": lambda: "drp-lab:" + _alnum(32)(),
+}
+
+# Not secrets: settings the file states so that `set -a; . lab.env` is a whole client set-up.
+SETTINGS: dict[str, str] = {
+    "PREFECT_API_URL": topology.PREFECT_API_URL,
+    "PREFECT_UI_URL": topology.PREFECT_UI_URL,  # where the links to runs point
 }
 
 
@@ -48,7 +59,11 @@ def parse_env(text: str) -> dict[str, str]:
 
 
 def render_env(values: dict[str, str]) -> str:
-    header = "# drp lab secrets, generated on first `drp lab up`. Keep private (mode 0600).\n"
+    header = (
+        "# drp lab secrets, generated on first `drp lab up`. Keep private (mode 0600).\n"
+        "# The PREFECT_* lines name the lab's Prefect server and its basic auth: drp reads\n"
+        "# them here (config/lab.yaml's env_file); a worker: set -a; . THIS_FILE; set +a\n"
+    )
     return header + "".join(f"{key}={value}\n" for key, value in values.items())
 
 
@@ -73,8 +88,9 @@ def ensure_secrets(paths: topology.LabPaths) -> dict[str, str]:
     path: Path = paths.secrets_env
     existing = parse_env(path.read_text()) if path.exists() else {}
     missing = [name for name in topology.SECRET_NAMES if name not in existing]
-    if missing or not path.exists():
-        values = {**existing, **{name: GENERATORS[name]() for name in missing}}
+    stale = {name: value for name, value in SETTINGS.items() if existing.get(name) != value}
+    if missing or stale or not path.exists():
+        values = {**existing, **stale, **{name: GENERATORS[name]() for name in missing}}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -58,11 +58,20 @@ class _Launch:
     daemon: Daemon
     record: RunRecord
     process: subprocess.Popen[bytes]
+    at: float = field(default_factory=time.monotonic)  # when it was started (monotonic)
 
 
 @dataclass
 class StartResult:
     started: list[str]
+    already_running: list[str]
+
+
+@dataclass
+class Launched:
+    """Daemons started and not yet known to answer (see `Supervisor.launch`)."""
+
+    launches: list[_Launch]
     already_running: list[str]
 
 
@@ -189,7 +198,10 @@ class Supervisor:
 
     def _wait_ready(self, launches: list[_Launch], timeout: float) -> None:
         pending = list(launches)
-        deadline = time.monotonic() + timeout
+
+        def allowed(launch: _Launch) -> float:
+            return launch.daemon.ready_timeout or timeout
+
         while pending:
             for launch in list(pending):
                 code = launch.process.poll()
@@ -202,30 +214,41 @@ class Supervisor:
                     )
                 if launch.daemon.ready():
                     pending.remove(launch)
-            if pending and time.monotonic() > deadline:
-                late = pending[0]
-                self.stop([late.daemon.name])
+            late = [launch for launch in pending if time.monotonic() - launch.at > allowed(launch)]
+            if late:
+                first = late[0]
+                self.stop([first.daemon.name])
                 raise LabError(
-                    f"{late.daemon.name} did not answer on {late.daemon.address}:"
-                    f"{late.daemon.port} within {timeout:g} s (stopped it again); its log "
-                    f"{late.record.log} ends with:\n{_tail(Path(late.record.log))}"
+                    f"{first.daemon.name} did not answer on {first.daemon.address}:"
+                    f"{first.daemon.port} within {allowed(first):g} s (stopped it again); its "
+                    f"log {first.record.log} ends with:\n{_tail(Path(first.record.log))}"
                 )
             if pending:
                 time.sleep(_POLL_S)
 
-    def start(self, daemons: Iterable[Daemon], timeout: float = READY_TIMEOUT_S) -> StartResult:
-        """Starts those not running yet, all at once, then waits until every one answers."""
-        result = StartResult(started=[], already_running=[])
-        launches = []
+    def launch(self, daemons: Iterable[Daemon]) -> Launched:
+        """Starts those not running yet, all at once, without waiting for them (`wait()` does):
+        a slow starter comes up while the rest of the lab is being set up."""
+        launched = Launched(launches=[], already_running=[])
         for daemon in daemons:
             if self.running(daemon.name) is not None:
-                result.already_running.append(daemon.name)
+                launched.already_running.append(daemon.name)
                 continue
             self._forget(daemon.name)
-            launches.append(self._launch(daemon))
-        self._wait_ready(launches, timeout)
-        result.started = [launch.daemon.name for launch in launches]
-        return result
+            launched.launches.append(self._launch(daemon))
+        return launched
+
+    def wait(self, launched: Launched, timeout: float = READY_TIMEOUT_S) -> StartResult:
+        """Until every daemon launched answers (each within its own ready_timeout, if any)."""
+        self._wait_ready(launched.launches, timeout)
+        return StartResult(
+            started=[launch.daemon.name for launch in launched.launches],
+            already_running=list(launched.already_running),
+        )
+
+    def start(self, daemons: Iterable[Daemon], timeout: float = READY_TIMEOUT_S) -> StartResult:
+        """Starts those not running yet, all at once, then waits until every one answers."""
+        return self.wait(self.launch(daemons), timeout)
 
     # ------------------------------------------------------------ stop
 

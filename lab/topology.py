@@ -27,6 +27,14 @@ OVH_PORT = 8080
 OVH_ENDPOINT_NAME = "drp-lab"
 TSIG_KEY_NAME = "drp-lab-key"
 TSIG_ALGORITHM = "hmac-sha256"
+# The lab's Prefect server (API and UI, behind basic auth): the orchestrator drills run through.
+PREFECT_ADDRESS = "127.0.10.70"
+PREFECT_PORT = 4200
+PREFECT_SERVER_URL = f"http://{PREFECT_ADDRESS}:{PREFECT_PORT}"
+PREFECT_API_URL = f"{PREFECT_SERVER_URL}/api"
+# Links to runs go to the newer UI: it asks for the password, then opens the page linked to (the
+# older one, reached without its password, shows "Page not found" instead).
+PREFECT_UI_URL = f"{PREFECT_SERVER_URL}/v2"
 
 # Names in the lab's secrets file (`<lab>/lab.env`), referenced from config/lab.yaml as `env:NAME`.
 SECRET_NAMES = (
@@ -37,6 +45,9 @@ SECRET_NAMES = (
     "DRP_LAB_OVH_APPLICATION_SECRET",
     "DRP_LAB_OVH_CONSUMER_KEY",
     "DRP_LAB_ORDER_SECRET",
+    # The basic auth of the lab's Prefect server ("user:password"), under the name Prefect's
+    # clients read, so that `drp` (through config/lab.yaml's env_file) and workers use it as is.
+    "PREFECT_API_AUTH_STRING",
 )
 
 # The sample application ("environment") seeded on production.
@@ -106,6 +117,10 @@ class LabPaths:
     @property
     def secrets_env(self) -> Path:
         return self.root / "lab.env"
+
+    @property
+    def prefect(self) -> Path:  # the Prefect server's home: its SQLite database, its profile
+        return self.root / "prefect"
 
     @property
     def run(self) -> Path:  # pid files

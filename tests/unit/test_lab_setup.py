@@ -186,12 +186,31 @@ def test_file_plan_adds_up_to_the_mib_asked(files_mb: int) -> None:
     assert min(large) > max(size for path, size in plan if not path.startswith("media/"))
 
 
+def test_the_prefect_server_address_is_rewritten_and_its_password_kept(tmp_path: Path) -> None:
+    """A lab.env from before (no Prefect lines, or another address): `up` adds the password
+    once and states the server's current address, keeping every secret it had."""
+    paths = topology.LabPaths(tmp_path)
+    first = ensure_secrets(paths)
+    older = {k: v for k, v in first.items() if k != "PREFECT_API_AUTH_STRING"}
+    paths.secrets_env.write_text(render_env({**older, "PREFECT_API_URL": "http://old:1/api"}))
+    again = ensure_secrets(paths)
+    assert again["PREFECT_API_URL"] == topology.PREFECT_API_URL
+    assert {k: again[k] for k in older if k.startswith("DRP_")} == {
+        k: v for k, v in older.items() if k.startswith("DRP_")
+    }
+    assert again["PREFECT_API_AUTH_STRING"] != first["PREFECT_API_AUTH_STRING"]
+    assert ensure_secrets(paths) == again
+
+
 def test_secrets_are_generated_once_then_reused(tmp_path: Path) -> None:
     paths = topology.LabPaths(tmp_path)
     with pytest.raises(LabError, match="drp lab up"):
         load_secrets(paths)
     first = ensure_secrets(paths)
-    assert set(first) == set(topology.SECRET_NAMES)
+    assert set(first) == set(topology.SECRET_NAMES) | {"PREFECT_API_URL", "PREFECT_UI_URL"}
+    assert first["PREFECT_API_URL"] == "http://127.0.10.70:4200/api"
+    user, _, password = first["PREFECT_API_AUTH_STRING"].partition(":")
+    assert user == "drp-lab" and len(password) == 32 and password.isalnum()
     assert paths.secrets_env.stat().st_mode & 0o777 == 0o600
     assert len(base64.b64decode(first["DRP_LAB_TSIG_SECRET"])) == 32
     assert first["DRP_LAB_OVH_APPLICATION_KEY"].isalnum()
