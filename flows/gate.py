@@ -17,9 +17,11 @@ from uuid import UUID
 import httpx
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
+from prefect.input.run_input import Keyset
 
 from flows.order_form import Order, order_form
 from runbooks.errors import DrpError
@@ -55,16 +57,23 @@ def await_order(brief: Callable[[], str], plan_hash: str, timeout_seconds: int) 
     missing and the gate opens again, its form keeping the name and reference typed. Raises
     `GateTimeout` when nobody answers in time.
 
+    Why an answer was not taken is where the person answering looks: the first line of the
+    reopened form, and the message of the Paused/Suspended state the run waits in again (the
+    run's Details in the UI, `prefect flow-run inspect`), besides the run's log.
+
     From a deployment, every answer restarts the run from the top: this loop then replays the
     answers already given (Prefect returns each stored input again) up to the open gate.
     """
     log = get_run_logger()
     suspend = _in_deployment()
     message = ""
+    not_taken = ""
     typed: dict[str, str] = {}
     while True:
         text = brief()
         form = order_form(message + text, plan_hash, **typed)
+        if not_taken:
+            form = _with_state_message(form, not_taken)
         ctx = FlowRunContext.get()
         if ctx and ctx.flow_run:
             for listener in list(_gate_listeners):
@@ -94,7 +103,54 @@ def await_order(brief: Callable[[], str], plan_hash: str, timeout_seconds: int) 
             "; ".join(problems),
         )
         message = "> **The previous answer was not taken:** " + "; ".join(problems) + "\n\n"
+        not_taken = (
+            f"The previous answer was not taken: {'; '.join(problems)}. "
+            "The order form is open again (Resume)."
+        )
         typed = {"ordered_by": order.ordered_by, "reference": order.reference}
+
+
+def _with_state_message(form: type[Order], message: str) -> type[Order]:
+    """`form`, opening under a Paused/Suspended state whose message is `message`.
+
+    Prefect's pause and suspend take no message: they propose the state, then save the form
+    (`RunInput.save`). The state is stated again with the message in between, when no answer
+    can be accepted yet (the server checks an answer against the saved form, and refuses one
+    while there is none), so no answer is lost to it.
+    """
+
+    class WithStateMessage(form):  # type: ignore[valid-type,misc]
+        @classmethod
+        def save(cls, keyset: Keyset, flow_run_id: UUID | None = None) -> None:
+            _state_message(keyset, message, flow_run_id)
+            super().save(keyset, flow_run_id)
+
+    WithStateMessage.__name__ = form.__name__
+    WithStateMessage.__qualname__ = form.__qualname__
+    WithStateMessage._description = form._description
+    return WithStateMessage
+
+
+def _state_message(keyset: Keyset, message: str, flow_run_id: UUID | None) -> None:
+    """The run's waiting state again, the same but for its message (the form not yet saved)."""
+    ctx = FlowRunContext.get()
+    run_id = flow_run_id or (ctx.flow_run.id if ctx and ctx.flow_run else None)
+    if run_id is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(run_id).state
+            if (
+                state is None
+                or not state.is_paused()
+                or state.state_details.run_input_keyset != keyset
+            ):
+                return
+            details = state.state_details.model_copy(update={"transition_id": None})
+            again = State(type=state.type, name=state.name, message=message, state_details=details)
+            client.set_flow_run_state(run_id, again, force=True)
+    except Exception as err:  # the form and the log still say why
+        get_run_logger().warning("could not put the reason in the run's state: %s", err)
 
 
 # -- answering from outside the run ------------------------------------------------------------

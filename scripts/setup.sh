@@ -10,8 +10,11 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
+# chromium and libatomic1 (needed by Playwright's driver): the browser tests drive the Prefect
+# UI in Debian's Chromium, since Playwright cannot download its own browser here.
 packages=(openssh-server openssh-client rsync postgresql postgresql-client mariadb-server
-          mariadb-client knot knot-dnsutils python3-venv procps iproute2 util-linux)
+          mariadb-client knot knot-dnsutils python3-venv procps iproute2 util-linux
+          chromium libatomic1)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,7 +41,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   "$python" -m venv .venv
 fi
-if ! .venv/bin/python -c "import flows, runbooks, providers, lab, pytest, ruff" 2>/dev/null \
+if ! .venv/bin/python -c "import flows, runbooks, providers, lab, pytest, ruff, playwright" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.drp-installed ]; then
   echo "setup: installing drp into .venv"
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'

@@ -131,6 +131,11 @@ class PrefectServer:
     api_url: str  # what PREFECT_API_URL is set to, here and in subprocesses the tests start
     log: Path
 
+    @property
+    def ui_url(self) -> str:
+        """Where its UI is: the server serves it beside its API."""
+        return self.api_url.removesuffix("/api")
+
 
 @pytest.fixture(scope="session")
 def prefect_server(
@@ -151,20 +156,22 @@ def prefect_server(
 
     home = tmp_path_factory.mktemp("prefect-server")
     log = home / "server.log"
+    port = _free_port(PREFECT_SERVER_ADDRESS)
+    base = f"http://{PREFECT_SERVER_ADDRESS}:{port}/api"
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
+        # The UI asks its API at this address (by default 127.0.0.1:4200, whatever --port says).
+        "PREFECT_SERVER_UI_API_URL": base,
     }
     env.pop("PREFECT_API_URL", None)
     prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
-    port = _free_port(PREFECT_SERVER_ADDRESS)
     argv = [prefect, "server", "start", "--host", PREFECT_SERVER_ADDRESS,
             "--port", str(port)]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://{PREFECT_SERVER_ADDRESS}:{port}/api"
     deadline = time.monotonic() + 120
     while True:
         try:
