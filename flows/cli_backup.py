@@ -112,6 +112,7 @@ def run(
     site = _site(config, console)
     try:
         if flow:
+            _use_server(site, console)
             _run_flow(site, config, env, only, parity, console)
             return
         jobs = plan_environment_backup(
@@ -161,6 +162,15 @@ def _run_with_progress(site: Site, jobs: list[Any], console: Console) -> list[Jo
             return run_jobs(ctx, jobs)
         finally:
             ctx.close()
+
+
+def _use_server(site: Site, console: Console) -> None:
+    """The Prefect server the flow runs on (see flows.orchestrator), said and checked."""
+    from flows import orchestrator
+
+    server = orchestrator.settle(site)
+    console.print(escape(server.describe()), style="dim")
+    orchestrator.check(server, site)
 
 
 def _run_flow(

@@ -79,8 +79,12 @@ def check(
     _print_summary(console, file, site)
     for warning in site_warnings(site):
         console.print(f"[yellow]warning:[/] {escape(warning)}")
-    if resolve_secrets and not _print_secret_resolution(console, site):
-        raise typer.Exit(EXIT_INVALID)
+    if resolve_secrets:
+        from flows.orchestrator import apply_for_secrets
+
+        apply_for_secrets(site)  # prefect-secret: references, from the inventory's server
+        if not _print_secret_resolution(console, site):
+            raise typer.Exit(EXIT_INVALID)
 
 
 def site_warnings(site: Site) -> list[str]:

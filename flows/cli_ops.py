@@ -22,7 +22,7 @@ from rich.prompt import Confirm, Prompt
 from flows import progress
 from runbooks.errors import DrpError
 from runbooks.gate import VIA_APPROVE, VIA_OPTION, VIA_TERMINAL
-from runbooks.inventory import load_site
+from runbooks.inventory import Site, load_site
 from runbooks.render import plan_renderable, report_renderable
 from runbooks.report import load_report
 from runbooks.services import reports_dir
@@ -138,6 +138,7 @@ def plan_command(
         _plan_return(config, environments, as_json)
         return
     try:
+        _apply_inventory_server(config)
         prepared = prepare_plan(config, kind, environments, cleanup=cleanup)
     except DrpError as err:
         raise _fail(err) from None
@@ -161,6 +162,7 @@ def _plan_return(config: Path, environments: list[str] | None, as_json: bool) ->
 
     try:
         site = load_site(config)
+        _apply_inventory_server(config, site)
         check_environments(site, environments)
         operation_id = check_operation_id(new_operation_id("return"))
         prepared = prepare_return(site, operation_id, environments)
@@ -178,6 +180,13 @@ def _plan_return(config: Path, environments: list[str] | None, as_json: bool) ->
         prepared.close()
     if not prepared.preflight_ok:
         raise typer.Exit(1)
+
+
+def _apply_inventory_server(config: Path, site: Site | None = None) -> None:
+    """A plan runs no flow, but a prefect-secret: reference is read from the inventory's server."""
+    from flows.orchestrator import apply_for_secrets
+
+    apply_for_secrets(site or load_site(config))
 
 
 def _preflight_table(findings: list[Any]) -> Any:
@@ -307,10 +316,12 @@ def _operate(
     *,
     cleanup: bool = False,
 ) -> None:
-    _check_before_starting(kind, config, operation_id, environments)
+    site = _check_before_starting(kind, config, operation_id, environments)
+    _use_server(site)
     _gate().add_gate_listener(answerer)
+    seen = _RunSeen()
     try:
-        with TerminalProgress(), _drp_errors_without_traceback():
+        with TerminalProgress(), _drp_errors_without_traceback(seen):
             result = _run(
                 kind,
                 config,
@@ -322,18 +333,51 @@ def _operate(
                 **({"cleanup": True} if cleanup else {}),  # a drill's parameter only
             )
     except DrpError as err:
+        _show_run_link(seen)
         raise _fail(err) from None
     finally:
         answerer.stop.set()
         _gate().remove_gate_listener(answerer)
     _show_report(config, result["operation_id"])
+    _show_run_link(seen)
     if result.get("outcome") not in ("succeeded", "refused"):
         raise typer.Exit(1)
 
 
+def _use_server(site: Site) -> None:
+    """Settle the Prefect server before Prefect is imported (see flows.orchestrator), say which,
+    and check that it answers and takes drp's credentials."""
+    from flows import orchestrator
+
+    try:
+        server = orchestrator.settle(site)
+        console.print(escape(server.describe()), style="dim", highlight=False)
+        orchestrator.check(server, site)
+    except DrpError as err:
+        raise _fail(err) from None
+
+
+class _RunSeen:
+    """The flow run this command started, as its log records name it."""
+
+    def __init__(self) -> None:
+        self.flow_run_id: str | None = None
+
+
+def _show_run_link(seen: _RunSeen) -> None:
+    """The run's page in the Prefect UI, when the server has one (a temporary API has not)."""
+    if not seen.flow_run_id:
+        return
+    from prefect.utilities.urls import url_for
+
+    url = url_for("flow-run", obj_id=seen.flow_run_id)
+    if url:
+        console.print(f"In the Prefect UI: {url}", highlight=False, soft_wrap=True)
+
+
 def _check_before_starting(
     kind: str, config: Path, operation_id: str | None, environments: list[str] | None
-) -> None:
+) -> Site:
     """What can be told wrong before any flow run is created (as `drp plan` does)."""
     from flows.prepare import check_environments
     from runbooks.operation import check_operation_id
@@ -351,23 +395,31 @@ def _check_before_starting(
                 )
     except (DrpError, ValueError) as err:
         raise _fail(err) from None
+    return site
 
 
 class _NoDrpTraceback(logging.Filter):
     """Drops, on the terminal only, Prefect's record of a flow ending on a DrpError: the command
     prints drp's message itself, and a traceback adds nothing to it. The run's log on the
-    Prefect server keeps the record."""
+    Prefect server keeps the record. Notes the flow run the records come from."""
+
+    def __init__(self, seen: _RunSeen | None = None) -> None:
+        super().__init__()
+        self.seen = seen
 
     def filter(self, record: logging.LogRecord) -> bool:
+        run_id = getattr(record, "flow_run_id", None)
+        if self.seen is not None and self.seen.flow_run_id is None and run_id:
+            self.seen.flow_run_id = str(run_id) if run_id != "<unknown>" else None
         error = record.exc_info[1] if record.exc_info else None
         return not isinstance(error, DrpError)
 
 
 @contextlib.contextmanager
-def _drp_errors_without_traceback() -> Iterator[None]:
+def _drp_errors_without_traceback(seen: _RunSeen | None = None) -> Iterator[None]:
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    quiet = _NoDrpTraceback()
+    quiet = _NoDrpTraceback(seen)
     handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
     for handler in handlers:
         handler.addFilter(quiet)
@@ -490,18 +542,38 @@ def approve_command(
             "--acknowledge-data-loss", help="Acknowledge the data loss shown in the brief."
         ),
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="DRP_CONFIG",
+            help="An inventory whose env_file names the Prefect server (PREFECT_API_URL and its "
+            "auth), as for `drp drill`. Default: PREFECT_API_URL from the environment.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Answer the order gate of a paused run, through the Prefect API (as the UI does).
 
-    Needs PREFECT_API_URL pointing at the Prefect server the run uses. Prints the brief first.
+    Needs the Prefect server the run uses: PREFECT_API_URL (and PREFECT_API_AUTH_STRING when
+    the server asks for one), from the environment or from the env_file of the inventory given
+    with -c. Prints the brief first.
     """
+    if config is not None:
+        try:
+            site = load_site(config)
+        except DrpError as err:
+            raise _fail(err) from None
+        _use_server(site)
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
         raise _fail(
             DrpError(
                 "PREFECT_API_URL is not set: set it to the API of the Prefect server the run "
-                "uses (for example http://127.0.0.1:4200/api)"
+                "uses (for example http://127.0.0.1:4200/api), or give the inventory whose "
+                "env_file names it with -c"
             ),
             2,
         )

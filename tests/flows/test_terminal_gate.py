@@ -70,7 +70,8 @@ class Terminal:
 def test_drill_order_answered_at_the_terminal_prompt(lab, tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
     env.update(
-        PREFECT_HOME=str(tmp_path / "prefect"),  # a temporary API of its own
+        # No PREFECT_API_URL here: the run goes to the lab's server, named in lab.env.
+        PREFECT_HOME=str(tmp_path / "prefect"),
         DRP_REPORTS_DIR=str(tmp_path / "reports"),
         COLUMNS="120",
         TERM="xterm",
