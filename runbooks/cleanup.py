@@ -41,7 +41,7 @@ from pydantic import BaseModel, Field, ValidationError
 from providers import aside
 from providers.database import Aside, engine_for, mysql_aside_files
 from providers.dbcommon import DatabaseState, DbEndpoint, Marker
-from runbooks import connect
+from runbooks import connect, site_lock
 from runbooks.activation import Operation, RestoreDatabase
 from runbooks.common_steps import CopyTree
 from runbooks.errors import DrpError, StepFailed, UnsafePlan, VerifyFailed
@@ -164,6 +164,7 @@ class PriorStateStore:
         self.path = record_path(op.operation_id)
         self._returned: str | None = None
         self._frozen: str | None = None
+        self._later: str | None = None
 
     def load(self) -> PriorState | None:
         text = aside.read_file(self.op.pool[TARGET], self.path)
@@ -203,10 +204,14 @@ class PriorStateStore:
 
     def frozen(self) -> str | None:
         """Why the drill's own steps may not run any more: putting back has started (they
-        would write over what is put back), or is over. None while they may run."""
+        would write over what is put back), or is over, or another operation took the site
+        since (they would write over its work). None while they may run."""
         if self._frozen is None:
             state = self.load()
-            if state is not None and state.status == "putting-back":
+            later = self._later_operations()
+            if later:
+                self._frozen = f"{later} took the site after this drill"
+            elif state is not None and state.status == "putting-back":
                 self._frozen = (
                     f"drill {state.operation_id} is putting the DRP server back as it was "
                     f"before, since {_at(state.putting_back_at)} (drp:{self.path})"
@@ -214,6 +219,29 @@ class PriorStateStore:
             elif state is not None and state.status == "restored":
                 self._frozen = self.returned()
         return self._frozen
+
+    def _later_operations(self) -> str:
+        """The operations that took the site after this drill did (the lock's ledger), in
+        words; empty when none did."""
+        if self._later is None:  # read once a run: none can take the site while this one holds it
+            later = site_lock.taken_since(self.op.pool[TARGET], self.op.operation_id)
+            self._later = ", ".join(
+                f"operation {e.get('operation_id')} ({e.get('kind')})" for e in later
+            )
+        return self._later
+
+    def _no_later_operation(self) -> None:
+        """Refuse to put anything back when another operation took the site after this drill
+        (an activation that reused its restores, another drill): putting back would undo it."""
+        names = self._later_operations()
+        if names:
+            raise UnsafePlan(
+                f"{names} took the site after drill {self.op.operation_id} set the DRP "
+                "server's state aside: putting it back now would undo what came after. Nothing "
+                f"was put back; what was there before the drill waits as recorded in "
+                f"drp:{self.path}. Put it back by hand if that is wanted, then release the "
+                "lock with `drp unlock`"
+            )
 
     def begin_put_back(self) -> PriorState:
         """The record, marked "putting-back" before the first thing is put back."""
@@ -223,6 +251,7 @@ class PriorStateStore:
                 f"drill {state.operation_id} never finished setting aside what the DRP server "
                 f"held (drp:{self.path}): run the drill again with the same operation id"
             )
+        self._no_later_operation()
         if state.status == "set-aside":
             state.status = "putting-back"
             state.putting_back_at = datetime.now(UTC)
@@ -861,7 +890,7 @@ class UnlessReturned(Step):
     def check(self) -> Check:
         reason = self.store.frozen()
         if reason:
-            return Check(True, f"not run again: {reason}")
+            return Check(True, f"not run again: {reason}", checked=False)
         return self.inner.check()
 
     def apply(self, progress: ProgressCallback | None = None) -> Applied:

@@ -20,7 +20,8 @@ holder and is refused with one line naming it.
   and writes why in the ledger: nothing had been done under it. Only the orchestrator can tell
   that a run ended (`stale`); without it such a lock waits for `drp unlock`.
 - `drp unlock` releases a lock by its operation id and appends who, when and why to
-  `~/.drp-lock/ledger.jsonl` on the DRP host.
+  `~/.drp-lock/ledger.jsonl` on the DRP host. Every operation that takes the lock is written
+  there too: a drill's cleanup reads it, and refuses to undo what a later operation did.
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ def take(
         text = json.dumps(wanted.data, indent=2) + "\n"
         result = runner.run(take_argv(), stdin=text, check=False, timeout=60)
         if result.ok:
+            _append(runner, _taken_entry(wanted))
             return wanted
         if result.exit_code != HELD_EXIT:
             raise ProviderError(
@@ -194,6 +196,32 @@ def take(
             f"`{unlock_hint.format(operation_id=held.operation_id)}`"
         )
     raise ProviderError(f"the site lock on {runner.name} changed hands three times; try again")
+
+
+def _taken_entry(info: LockInfo) -> dict[str, Any]:
+    return {
+        "event": "taken",
+        "operation_id": info.operation_id,
+        "kind": info.kind,
+        "taken_at": info.since,
+        "taken_by": info.started_by,
+    }
+
+
+def _append(runner: CommandRunner, entry: dict[str, Any]) -> None:
+    """Append to the ledger; the lock stands without it (a ledger that cannot be written is
+    said in the log of the commands that read it)."""
+    runner.run(append_argv(LEDGER_FILE), stdin=json.dumps(entry) + "\n", check=False, timeout=60)
+
+
+def taken_since(runner: CommandRunner, operation_id: str) -> list[dict[str, Any]]:
+    """The operations that took the site after `operation_id` first took it, as the ledger
+    says (oldest first): work done on the DRP server that a drill's cleanup must not undo."""
+    entries = [e for e in ledger(runner) if e.get("event") == "taken"]
+    firsts = [i for i, e in enumerate(entries) if e.get("operation_id") == operation_id]
+    if not firsts:
+        return []
+    return [e for e in entries[firsts[0] + 1 :] if e.get("operation_id") != operation_id]
 
 
 def _release_stale(runner: CommandRunner, held: LockInfo, why: str, by_operation: str) -> None:

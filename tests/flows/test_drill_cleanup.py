@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -172,7 +173,7 @@ def test_drill_with_cleanup_leaves_the_drp_server_as_it_found_it(
     assert "back to its state before the drill" in report.message
     steps = {r.step: r for r in report.timeline}
     assert report.service_verified_at is not None and report.rto_seconds > 0
-    assert steps["verify-app-drp-ip"].outcome is Outcome.SKIPPED  # the read-only check passed
+    assert steps["verify-app-drp-ip"].outcome is Outcome.PASSED  # the read-only check
     selection = choose_backups(site, report.chosen_at, None)
     www = next(t for c in selection.environments.values() for t in c.trees if t.tree.name == "www")
     assert steps["copy-app-files-www"].outcome is Outcome.APPLIED
@@ -312,3 +313,65 @@ def test_a_cleanup_refuses_to_put_back_over_what_is_no_longer_the_drills(
     assert records["cleanup-check"].outcome is Outcome.APPLIED
     assert drp_snapshot(site) == before
     assert leftovers(site, operation_id) == []
+
+
+def _production_serves_again(site: Site) -> None:
+    """DNS back at production and no maintenance flag on the DRP server (after an activation)."""
+    from flow_helpers import PRODUCTION, knot_answers
+
+    from lab import topology
+    from runbooks.services import dns_provider
+
+    drp_run(site, "rm", "-f", "--", topology.APP_MAINTENANCE_FLAG)
+    provider = dns_provider(site)
+    for record in site.environments[0].dns_records:
+        provider.set_records(record.zone, record.name, record.type, [PRODUCTION])
+    provider.refresh(topology.ZONE)
+    deadline = time.monotonic() + 30
+    while any(v != [PRODUCTION] for v in knot_answers().values()):
+        assert time.monotonic() < deadline, knot_answers()
+        time.sleep(0.5)
+
+
+def test_a_drill_resumed_after_an_activation_changes_nothing_the_activation_did(
+    site, prefect_server, operation_id, drp_holds_content
+) -> None:
+    """A drill with --cleanup fails before putting back and is abandoned (`drp unlock`); the
+    site is activated; the drill is run again. It must neither run its steps over the live DRP
+    server nor put the pre-drill state back over the activation: it says why, changes nothing."""
+    from lab import topology
+    from runbooks import site_lock
+
+    drp_run(site, "sh", "-c", f"touch {topology.APP_MAINTENANCE_FLAG}")  # the check fails
+    failed = drill(prefect_server.api_url, operation_id, "--cleanup")
+    assert failed.returncode == 1, failed.stdout[-3000:] + failed.stderr[-3000:]
+    drp_run(site, "rm", "-f", "--", topology.APP_MAINTENANCE_FLAG)
+    unlocked = drp_cli(prefect_server.api_url, "unlock", "-c", str(LAB_CONFIG), "--operation-id",
+                       operation_id, "--reason", "drill abandoned")  # fmt: skip
+    assert unlocked.returncode == 0, unlocked.stdout + unlocked.stderr
+    activation = f"activate-after-{operation_id}"
+    try:
+        done = drp_cli(prefect_server.api_url, "activate", "-c", str(LAB_CONFIG),
+                       "--operation-id", activation, "--order-by", "Jane Doe",
+                       "--reference", "1STKYC-80", "--acknowledge-data-loss")  # fmt: skip
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        activated = drp_snapshot(site)
+
+        again = drill(prefect_server.api_url, operation_id, "--cleanup")
+        output = " ".join((again.stdout + again.stderr).split())
+        assert again.returncode == 1, output
+        assert (
+            f"operation {activation} (activate) took the site after drill {operation_id} set "
+            "the DRP server's state aside: putting it back now would undo what came after. "
+            "Nothing was put back"
+        ) in output, output
+        assert drp_snapshot(site) == activated  # the activation's files and databases stand
+        report = load_report(reports_dir(site), operation_id)
+        skipped = [r for r in report.timeline if "took the site after this drill" in r.reason]
+        assert {r.step for r in skipped} >= {"copy-app-files-www", "restore-app-app_users"}
+    finally:
+        with connect.HostPool(site) as pool:
+            held = site_lock.read_lock(pool["drp"])
+            if held is not None:
+                site_lock.unlock(pool["drp"], held.operation_id, "test ends")
+        _production_serves_again(site)

@@ -118,7 +118,12 @@ def test_of_many_orchestrators_racing_for_the_lock_exactly_one_wins(tmp_path: Pa
             assert "\n" not in said
             assert f"site lab is locked by operation {winners[0]} (drill, since " in said
             assert f"drp unlock -c config/site.yaml --operation-id {winners[0]}" in said
-    assert sorted(p.name for p in (tmp_path / ".drp-lock").iterdir()) == ["lock.json"]
+    assert sorted(p.name for p in (tmp_path / ".drp-lock").iterdir()) == [
+        "ledger.jsonl",
+        "lock.json",
+    ]  # no temporary file left
+    taken = [e["operation_id"] for e in site_lock.ledger(LocalRunner("drp", tmp_path))]
+    assert taken == winners  # the winner, once, in the ledger
 
 
 def test_a_second_operation_is_refused_before_its_gate_and_changes_nothing(
@@ -207,11 +212,12 @@ def test_unlock_refuses_a_wrong_id_and_records_the_release_in_the_ledger(tmp_pat
     assert "held by operation activate-a (activate, since" in str(wrong.value)
     assert "nothing was released" in str(wrong.value)
     assert holder(tmp_path) is not None
-    assert site_lock.ledger(runner) == []
+    taken = site_lock.ledger(runner)
+    assert [(e["event"], e["operation_id"]) for e in taken] == [("taken", "activate-a")]
 
     entry = site_lock.unlock(runner, "activate-a", "worker lost, checked by hand", by="Ops Bob")
     assert holder(tmp_path) is None
-    assert site_lock.ledger(runner) == [entry]
+    assert site_lock.ledger(runner) == [*taken, entry]
     assert (entry["operation_id"], entry["released_by"], entry["reason"]) == (
         "activate-a",
         "Ops Bob",
@@ -246,7 +252,7 @@ def test_a_lock_whose_run_ended_before_its_order_goes_but_an_ordered_one_stays(
     )
     held = holder(tmp_path)
     assert held is not None and held.operation_id == "drill-next"
-    [entry] = site_lock.ledger(LocalRunner("drp", tmp_path))
+    [entry] = [e for e in site_lock.ledger(LocalRunner("drp", tmp_path)) if e["event"] != "taken"]
     assert entry["event"] == "released-unordered" and entry["operation_id"] == "drill-waited"
 
     ended.ordered({"ordered_by": "Jane Customer", "reference": "R", "answered_at": "now"})
