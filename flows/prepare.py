@@ -62,7 +62,7 @@ class Prepared:
         table.add_column("result")
         table.add_column("reason", overflow="fold")
         for step, record, why in self.preflight:
-            ok = record is not None and record.outcome is Outcome.SKIPPED
+            ok = record is not None and record.outcome is Outcome.PASSED
             table.add_row(step.title, "[green]ok[/]" if ok else "[red]problem[/]", why)
         return table
 

@@ -106,6 +106,7 @@ def plan_markdown(plan: Plan, heading: str = "Plan") -> str:
 _STYLE = {
     Outcome.APPLIED: "green",
     Outcome.SKIPPED: "cyan",
+    Outcome.PASSED: "green",
     Outcome.WOULD_APPLY: "yellow",
     Outcome.FAILED: "red",
 }

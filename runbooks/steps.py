@@ -31,6 +31,7 @@ from runbooks.errors import DrpError, StepFailed, VerifyFailed
 class Outcome(StrEnum):
     APPLIED = "applied"  # the step changed the world and verified it
     SKIPPED = "skipped"  # check() found the target state already there
+    PASSED = "passed"  # a read-only check (preflight, service check) found what it checks for
     WOULD_APPLY = "would-apply"  # dry run: the step would change the world
     FAILED = "failed"
 
@@ -56,10 +57,14 @@ class Change:
 
 @dataclass(frozen=True)
 class Check:
-    """The answer of `check()`/`verify()`: is the state there, and why we think so."""
+    """The answer of `check()`/`verify()`: is the state there, and why we think so.
+
+    `checked` is False when the step is not to run at all (done, with the reason why not): a
+    read-only check then counts as skipped, not passed."""
 
     done: bool
     reason: str
+    checked: bool = True
 
 
 @dataclass(frozen=True)
@@ -230,6 +235,9 @@ class Step(ABC):
             raise
         except Exception as err:  # a reader failing is a step failure with context
             raise StepFailed(f"{self.title}: could not check the current state: {err}") from err
+        if state.done and not self.changes_world and state.checked:
+            self.log.info("passed: %s", state.reason)
+            return record(Outcome.PASSED, state.reason)
         if state.done:
             self.log.info("skip: %s", state.reason)
             return record(Outcome.SKIPPED, state.reason)
@@ -259,7 +267,8 @@ class Step(ABC):
 
 class ReadOnlyStep(Step):
     """A check that changes nothing (preflight, service checks): `check()` is the whole step;
-    when it is not satisfied, the step fails with its reason."""
+    satisfied, the step has passed (not skipped: there was nothing to do in the first place);
+    not satisfied, the step fails with its reason."""
 
     changes_world = False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,6 +71,18 @@ def test_serves_the_zone_authoritatively(knot: ChildDaemon) -> None:
     assert answer(f"ns1.{ZONE}", "A") == {ADDRESS}
     assert answer(ZONE, "A") == {WEB}
     assert answer(f"www.{ZONE}", "A") == {WEB}
+
+
+def test_kdig_as_the_docs_use_it_asks_the_server(knot: ChildDaemon) -> None:
+    """The docs ask a DNS server by hand with `kdig` (knot-dnsutils, which scripts/setup.sh
+    installs; `dig` is not installed on a fresh machine)."""
+    done = subprocess.run(
+        ["kdig", f"@{ADDRESS}", "-p", str(PORT), f"www.{ZONE}", "A", "+short",
+         "+timeout=2", "+retry=0"],
+        capture_output=True, text=True, timeout=10, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert set(done.stdout.split()) == answer(f"www.{ZONE}", "A") != set()
 
 
 def test_ready_check_follows_the_server(tmp_path: Path, secret: str) -> None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from runbooks.engine import OperationRun, Runbook, phase_groups, run_here, run_preflight
 from runbooks.errors import DrpError, StepFailed
 from runbooks.gate import GateTimeout, OrderRecord
+from runbooks.render import report_markdown, report_table
 from runbooks.report import Report
 from runbooks.steps import (
     Applied,
@@ -195,6 +198,23 @@ def test_a_preflight_problem_stops_before_the_gate_with_nothing_changed() -> Non
     with pytest.raises(DrpError, match="unreachable: no route"):
         run.run(findings, gate=lambda plan_hash: asked.append(plan_hash) or order())
     assert asked == [] and world.values == {} and run.report.outcome == "failed"
+
+
+def test_preflight_checks_that_pass_show_as_passed_in_the_timeline() -> None:
+    world = World()
+    run, findings, _ = make_run(world, [SetValue(world, "a", "1")])
+    world.values["a"] = "1"  # nothing to do: skipped
+    run.run(findings, gate=lambda plan_hash: order(plan_hash=plan_hash))
+    outcomes = {r.step: (r.outcome.value, r.reason) for r in run.report.timeline}
+    assert outcomes == {"preflight-reach": ("passed", "reachable"), "a": ("skipped", "a is 1")}
+    assert run.report.totals["passed"] == 1 and run.report.totals["skipped"] == 1
+    # The artifact's timeline and the terminal's table say so too.
+    row = next(line for line in report_markdown(run.report).splitlines() if "Reach the" in line)
+    assert "| passed | reachable |" in row
+    console = Console(file=io.StringIO(), width=200)
+    console.print(report_table(run.report))
+    table_row = next(line for line in console.file.getvalue().splitlines() if "Reach the" in line)
+    assert "passed" in table_row and "skipped" not in table_row
 
 
 def test_a_refusal_or_a_timeout_ends_the_operation_with_nothing_changed() -> None:

@@ -45,6 +45,17 @@ def test_setup_installs_every_package_the_lab_needs() -> None:
     assert {package for _, package in api.REQUIRED_PROGRAMS} <= installed
 
 
+def test_the_docs_ask_dns_with_what_setup_installs() -> None:
+    """kdig (knot-dnsutils, installed by setup), never dig (bind9-dnsutils, absent)."""
+    script = (REPO / "scripts" / "setup.sh").read_text()
+    listed = re.search(r"packages=\(([^)]*)\)", script)
+    assert listed is not None and "knot-dnsutils" in listed.group(1).split()
+    texts = {doc: (REPO / doc).read_text() for doc in ("README.md", "RUNBOOK.md", "lab/README.md")}
+    for doc, text in texts.items():
+        assert not re.search(r"(?<![\w-])dig [@+\w]", text), f"{doc} uses dig"
+    assert all("kdig @" in texts[doc] for doc in ("RUNBOOK.md", "lab/README.md"))
+
+
 @pytest.fixture
 def without_knot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The lab's programs, knotd replaced by one that is not installed; the lab's state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,21 @@ def test_activation_drill_and_return_are_deployed_without_a_schedule() -> None:
     ):
         assert entry in by_entry
         assert not by_entry[entry].get("schedules")  # started by a person, never by a clock
+
+
+def test_the_docs_name_deployments_as_prefect_deployment_ls_lists_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FLOW/DEPLOYMENT, the flow's name (not its function's) before the deployment's."""
+    monkeypatch.chdir(ROOT)
+    flows = {d["name"]: load_flow_from_entrypoint(d["entrypoint"]).name for d in DEPLOYMENTS}
+    listed = {f"{flow}/{name}" for name, flow in flows.items()}
+    assert "drp-drill/drill" in listed and "backup-environment/daily" in listed
+    for doc in ("README.md", "RUNBOOK.md", "prefect.yaml"):
+        text = (ROOT / doc).read_text()
+        named = set(re.findall(r"prefect deployment run '?([^\s`']+)", text))
+        named |= set(re.findall(r"\*\*([\w-]+/[\w-]+)\*\*", text))  # bold in the docs
+        pattern = "|".join(re.escape(f) for f in set(flows.values()))
+        named |= set(re.findall(rf"(?<![\w.-])((?:{pattern})/[\w-]+)", text))
+        assert named, doc
+        assert named <= listed, f"{doc} names {sorted(named - listed)}; listed: {sorted(listed)}"

@@ -77,9 +77,22 @@ def test_failed_verification_is_an_error_not_a_success(tmp_path: Path) -> None:
 
 
 def test_read_only_step_that_finds_a_problem_fails_with_the_reason() -> None:
-    assert ReadOnlyProbe(True).run().outcome is Outcome.SKIPPED
+    assert ReadOnlyProbe(True).run().outcome is Outcome.PASSED
     with pytest.raises(StepFailed, match="Probe: host unreachable on port 22"):
         ReadOnlyProbe(False).run()
+
+
+class NotToRun(ReadOnlyProbe):
+    def check(self) -> Check:
+        return Check(True, "not run again: the drill is over", checked=False)
+
+
+def test_a_check_that_passes_is_passed_and_one_not_made_is_skipped() -> None:
+    passed = ReadOnlyProbe(True).run()
+    assert (passed.outcome.value, passed.reason) == ("passed", "reachable")
+    skipped = NotToRun(True).run()
+    assert skipped.outcome.value == "skipped"
+    assert skipped.reason == "not run again: the drill is over"
 
 
 def test_plan_is_sorted_counted_and_hash_follows_content(tmp_path: Path) -> None:
