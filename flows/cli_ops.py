@@ -218,6 +218,20 @@ class TerminalGate:
         paused = _gate().wait_until_paused(lambda: flow_run_id, self.stop.is_set)
         if paused is None:
             return
+        code_field = _gate().paused_schema(flow_run_id).get("properties", {}).get("order_code")
+        if code_field and self.order_by and not sys.stdin.isatty():
+            errors.print(
+                f"Waiting for the order of flow run {flow_run_id}: this site needs the order "
+                f"code sent to the customer ({code_field.get('description', '')}). Answer in "
+                f"the Prefect UI, or `drp approve {flow_run_id} --by NAME --reference REF "
+                "--code CODE --acknowledge-data-loss`."
+            )
+            return
+        code = (
+            Prompt.ask("Order code (sent to the customer's order contacts)")
+            if (code_field and self.order_by)
+            else None
+        )
         if self.order_by:
             answer = {
                 "ordered_by": self.order_by,
@@ -226,13 +240,15 @@ class TerminalGate:
                 "data_loss_acknowledged": self.acknowledge,
                 "plan_hash": plan_hash,
                 "channel": VIA_OPTION,
+                **({"order_code": code} if code else {}),
             }
             self._send(flow_run_id, answer, via="option")
             return
         if not sys.stdin.isatty():
+            code = " --code CODE" if code_field else ""
             errors.print(
                 f"Waiting for the order of flow run {flow_run_id}: answer in the Prefect UI, "
-                f"or `drp approve {flow_run_id} --by NAME --reference REF`."
+                f"or `drp approve {flow_run_id} --by NAME --reference REF{code}`."
             )
             return
         console.print(Markdown(brief))
@@ -243,6 +259,11 @@ class TerminalGate:
             ack = decision == "activate" and Confirm.ask(
                 "Data written after the backups shown will be lost. Acknowledged?"
             )
+            typed_code = (
+                Prompt.ask("Order code (sent to the customer's order contacts)")
+                if code_field and decision == "activate"
+                else None
+            )
             answer = {
                 "ordered_by": name,
                 "reference": reference,
@@ -250,6 +271,7 @@ class TerminalGate:
                 "data_loss_acknowledged": ack,
                 "plan_hash": plan_hash,
                 "channel": VIA_TERMINAL,
+                **({"order_code": typed_code} if typed_code else {}),
             }
             if self._send(flow_run_id, answer, via="terminal"):
                 return
@@ -553,6 +575,14 @@ def approve_command(
             show_default=False,
         ),
     ] = None,
+    code: Annotated[
+        str | None,
+        typer.Option(
+            "--code",
+            help="The order code the customer received (sites with orders.codes), e.g. K7Q2-M9XD.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Answer the order gate of a paused run, through the Prefect API (as the UI does).
 
@@ -589,6 +619,7 @@ def approve_command(
             "data_loss_acknowledged": acknowledge_data_loss,
             "plan_hash": plan_hash,
             "channel": VIA_APPROVE,
+            **({"order_code": code} if code else {}),
         }
         _gate().answer_gate(flow_run_id, answer)
     except (DrpError, ValueError) as err:

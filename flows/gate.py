@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -26,6 +27,7 @@ from prefect.input.run_input import Keyset
 from flows.order_form import Order, order_form
 from runbooks.errors import DrpError
 from runbooks.gate import GateTimeout, OrderRecord, order_problems, via_of
+from runbooks.order_codes import OrderCodes
 
 POLL_SECONDS = 2
 
@@ -49,8 +51,17 @@ def _in_deployment() -> bool:
     return bool(ctx and ctx.flow_run and ctx.flow_run.deployment_id)
 
 
-def await_order(brief: Callable[[], str], plan_hash: str, timeout_seconds: int) -> OrderRecord:
+def await_order(
+    brief: Callable[[], str],
+    plan_hash: str,
+    timeout_seconds: int,
+    codes: OrderCodes | None = None,
+) -> OrderRecord:
     """Wait for a complete answer; return it (decision activate or refuse).
+
+    With `codes`, each time the form opens a valid order code is sent to the customer's order
+    contacts (unless one still is), the form asks for it, and an order is taken only with it:
+    a missing, wrong or expired one is not taken, and says why, like any incomplete answer.
 
     `brief()` gives the markdown shown above the form; it is called each time the form opens,
     so the data loss it states is as of then. An incomplete answer is logged with what is
@@ -70,8 +81,16 @@ def await_order(brief: Callable[[], str], plan_hash: str, timeout_seconds: int) 
     not_taken = ""
     typed: dict[str, str] = {}
     while True:
-        text = brief()
-        form = order_form(message + text, plan_hash, **typed)
+        code_note = codes.issue(plan_hash) if codes is not None else ""
+        if code_note:
+            log.info("For the order of plan %s, %s.", plan_hash, code_note)
+        header = (
+            f"> **Order code:** {code_note}. Type it in the field 'Order code'.\n\n"
+            if code_note
+            else ""
+        )
+        text = header + brief()
+        form = order_form(message + text, plan_hash, code_note=code_note, **typed)
         if not_taken:
             form = _with_state_message(form, not_taken)
         ctx = FlowRunContext.get()
@@ -96,8 +115,14 @@ def await_order(brief: Callable[[], str], plan_hash: str, timeout_seconds: int) 
                 f"no order was given within {timeout_seconds} s; nothing was changed"
             ) from err
         problems = order_problems(order, plan_hash)
+        if codes is not None and order.decision == "activate":
+            wrong = codes.problem(str(getattr(order, "order_code", "") or ""), plan_hash)
+            problems += [wrong] if wrong else []
         if not problems:
-            return OrderRecord.from_order(order, via_of(getattr(order, "channel", "")))
+            record = OrderRecord.from_order(order, via_of(getattr(order, "channel", "")))
+            if codes is not None and order.decision == "activate":
+                record = replace(record, code=codes.proof(plan_hash))
+            return record
         log.error(
             "The answer cannot be taken as an order: %s. The gate is open again.",
             "; ".join(problems),

@@ -20,17 +20,19 @@ from flows.lock_runs import ended_flow_run
 from flows.operation_ids import operation_id_for_run
 from flows.prepare import prepare
 from flows.tasks import publish_report, submit_check, submitter
+from providers.tickets import Ticket
 from runbooks.activation import Operation
 from runbooks.connect import site_from
 from runbooks.engine import OperationRun, PreflightFinding, Runbook
 from runbooks.errors import DrpError
 from runbooks.gate import OrderPolicy
 from runbooks.inventory import Site
+from runbooks.order_codes import CodeMessage, OrderCodes
 from runbooks.plan import Plan
 from runbooks.render import data_loss_sentence, human_duration, plan_markdown
 from runbooks.report import Report, load_report, report_path, save_report
 from runbooks.returning import prepare_return
-from runbooks.services import reports_dir
+from runbooks.services import reports_dir, ticket_backends
 from runbooks.site_lock import SiteLock
 
 
@@ -147,6 +149,38 @@ def order_policy(site: Site) -> OrderPolicy:
     return OrderPolicy(key=key, valid_hours=site.orders.valid_hours)
 
 
+def order_codes(
+    site: Site, kind: str, report: Report, save: Callable[[Report], None]
+) -> OrderCodes | None:
+    """The inventory's `orders.codes` for this operation (None: no code asked, as for drills
+    unless `drills: true`). Codes go out through every ticket backend, to the contacts."""
+    config = site.orders.codes
+    if config is None or site.orders.secret is None or (kind == "drill" and not config.drills):
+        return None
+
+    def send(message: CodeMessage) -> str:
+        sent = []
+        for backend in ticket_backends(site):
+            ticket = Ticket(
+                report.operation_id, message.event, message.title, message.body, site.name,
+                recipients=message.recipients,
+            )  # fmt: skip
+            sent.append(backend.send(ticket).sentence)
+        return "; ".join(sent)
+
+    return OrderCodes(
+        key=site.resolve_secret(site.orders.secret).reveal().encode(),
+        operation_id=report.operation_id,
+        kind=kind,
+        site=site.name,
+        contacts=tuple(config.contacts),
+        valid_minutes=config.valid_minutes,
+        report=report,
+        save=save,
+        send=send,
+    )
+
+
 def _flow_run_words() -> str:
     from prefect.context import FlowRunContext
 
@@ -188,8 +222,10 @@ def run_engine(
         why = f"> **Order asked for again:** {run.asked_again}.\n\n" if run.asked_again else ""
         return why + brief()
 
+    codes = order_codes(site, runbook.kind, report, run.save)
     data = run.run(
-        findings, gate=lambda plan_hash: await_order(brief_now, plan_hash, gate_timeout_seconds)
+        findings,
+        gate=lambda plan_hash: await_order(brief_now, plan_hash, gate_timeout_seconds, codes),
     )
     if report.outcome == "succeeded":
         log.info(

@@ -54,13 +54,18 @@ class Order(RunInput):
 
 
 def order_form(
-    brief_markdown: str, plan_hash: str, ordered_by: str = "", reference: str = ""
+    brief_markdown: str,
+    plan_hash: str,
+    ordered_by: str = "",
+    reference: str = "",
+    code_note: str = "",
 ) -> type[Order]:
     """The form for one plan: the brief above it, the hash and the decision prefilled.
 
     A form opened again after an answer that was not taken shows the name and reference typed
     then (`ordered_by`, `reference`) as defaults; both stay required, and the data-loss
-    acknowledgement is asked again. (`RunInput.with_initial_data` would drop the fields'
+    acknowledgement is asked again. With `code_note` (to whom and until when an order code was
+    sent) the form has an "Order code" field. (`RunInput.with_initial_data` would drop the fields'
     descriptions that the UI shows.)
     """
     fields = Order.model_fields
@@ -95,5 +100,20 @@ def order_form(
             title=fields["plan_hash"].title,
         )
 
-    OrderForm._description = brief_markdown
-    return OrderForm
+    if not code_note:
+        OrderForm._description = brief_markdown
+        return OrderForm
+
+    class OrderWithCode(OrderForm):
+        model_config = ConfigDict(**{**Order.model_config, "title": "Order"})
+
+        # Checked by the flow, not by the form: a missing one is refused with the reason.
+        order_code: str = Field(
+            default="",
+            max_length=40,
+            description=f"The one-time code: {code_note}. Without it the order is not taken.",
+            title="Order code",
+        )
+
+    OrderWithCode._description = brief_markdown
+    return OrderWithCode

@@ -127,6 +127,9 @@ class Ticket:
     body: str  # plain text or Markdown
     site: str
     time: datetime = field(default_factory=_now)  # when the event happened, stored in UTC
+    # Who receives it instead of the backend's usual recipients (an order code goes to the
+    # customer's order contacts); empty: the backend's own.
+    recipients: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_id(
@@ -143,6 +146,8 @@ class Ticket:
         )
         _check_line("title", self.title)
         _check_line("site", self.site)
+        for recipient in self.recipients:
+            _check_line("recipient", recipient)
         if self.time.tzinfo is None:
             raise TicketError(
                 f"ticket time {self.time.isoformat()} has no timezone: give an aware datetime"
@@ -162,6 +167,7 @@ class Ticket:
             "body": self.body,
             "site": self.site,
             "time": self.time.isoformat(),
+            **({"to": ", ".join(self.recipients)} if self.recipients else {}),
         }
 
 
@@ -570,7 +576,7 @@ class SmtpTicketBackend(_LedgerBackend):
             f"[DRP {ticket.site}] {ticket.title} ({ticket.event}, operation {ticket.operation_id})"
         )
         message["From"] = self.sender
-        message["To"] = ", ".join(self.recipients)
+        message["To"] = ", ".join(ticket.recipients or self.recipients)
         message["Date"] = format_datetime(ticket.time)
         message["Message-ID"] = self.message_id(ticket.operation_id, ticket.event)
         message["X-DRP-Operation"] = ticket.operation_id
@@ -589,7 +595,8 @@ class SmtpTicketBackend(_LedgerBackend):
         login = f", login as {self.user}" if self.user else ""
         return (
             f"would email ticket {ticket.event} for operation {ticket.operation_id} "
-            f"({ticket.title!r}) from {self.sender} to {', '.join(self.recipients)} "
+            f"({ticket.title!r}) from {self.sender} to "
+            f"{', '.join(ticket.recipients or self.recipients)} "
             f"via {self.host}:{self.port} {security}{login}, "
             f"Message-ID {self.message_id(ticket.operation_id, ticket.event)}; "
             f"recorded in {self.ledger.path}"

@@ -95,6 +95,7 @@ class OrderRecord:
     plan_hash: str
     answered_at: datetime
     via: str  # one of CHANNELS
+    code: str = ""  # with order codes: to whom the code went, and that it was checked
 
     @classmethod
     def from_order(cls, order: Answer, via: str) -> OrderRecord:
@@ -118,6 +119,7 @@ class OrderRecord:
             "plan_hash": self.plan_hash,
             "answered_at": self.answered_at.isoformat(),
             "via": self.via,
+            **({"code": self.code} if self.code else {}),
         }
 
 

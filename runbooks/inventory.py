@@ -731,6 +731,28 @@ class WebhookTickets(_Model):
 TicketBackend = Annotated[FileTickets | SmtpTickets | WebhookTickets, Field(discriminator="type")]
 
 
+class OrderCodesConfig(_Model):
+    """One-time order codes: sent to the customer's order contacts when the gate opens, and
+    asked for in the order form (Prefect has no users: a typed name alone proves nothing)."""
+
+    contacts: list[Email] = Field(
+        min_length=1,
+        description="Who may order: the customer's order contacts, who receive each code "
+        "(e-mail addresses; SMTP backends mail them, webhooks and files get them listed).",
+    )
+    valid_minutes: float = Field(
+        default=60,
+        gt=0,
+        le=24 * 60,
+        allow_inf_nan=False,
+        description="Minutes a code stands; an expired code gets a new one sent.",
+    )
+    drills: bool = Field(
+        default=False,
+        description="Drills need a code too (false: a drill is ordered without one).",
+    )
+
+
 class Orders(_Model):
     """How the customer's order is kept: signed with a site secret, valid for a while."""
 
@@ -748,6 +770,25 @@ class Orders(_Model):
         allow_inf_nan=False,
         description="Hours an order stands: a resume after that asks for the order again.",
     )
+    codes: OrderCodesConfig | None = Field(
+        default=None,
+        description="One-time order codes sent to the customer's order contacts (needs "
+        "`secret`); without them the order form asks for a name and a reference only.",
+    )
+
+    @model_validator(mode="after")
+    def _codes_need_the_secret(self) -> Orders:
+        if self.codes is not None and self.secret is None:
+            raise_problems(
+                [
+                    (
+                        ("codes",),
+                        "order codes need orders.secret (the codes are signed with it); set "
+                        "secret: env:DRP_ORDER_SECRET",
+                    )
+                ]
+            )
+        return self
 
 
 class Timeouts(_Model):

@@ -23,7 +23,7 @@ import psycopg
 import pymysql
 import pytest
 
-from lab import api, procs, topology
+from lab import api, prefect_server, procs, topology
 from lab import seed as seeding
 from lab.secrets import load_secrets
 from lab.seed import MIB, SeedReport, read_seed
@@ -124,6 +124,7 @@ class ResetOutcome:
     known_hosts: str
     secrets: dict[str, str]
     restored_files: Path
+    prefect_pid: int | None  # the lab's Prefect server's, before the reset
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +141,7 @@ def fresh_lab(lab) -> ResetOutcome:
         (restored / "index.html").write_text("<title>restored</title>")
         with pg_connect(lab, drp, topology.APP_PG_DB) as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS reset_check (id int)")
+        prefect_pid = {s.name: s.pid for s in api.status().services}[prefect_server.NAME]
         outcome = ResetOutcome(
             before_seed=before,
             after=api.reset(),
@@ -147,6 +149,7 @@ def fresh_lab(lab) -> ResetOutcome:
             known_hosts=lab.paths.known_hosts.read_text(),
             secrets=load_secrets(lab.paths),
             restored_files=restored,
+            prefect_pid=prefect_pid,
         )
     return outcome
 
@@ -167,6 +170,15 @@ def test_reset_keeps_keys_and_secrets(lab, fresh_lab: ResetOutcome) -> None:
     assert fresh_lab.secrets == lab.secrets
     assert fresh_lab.operator_key == lab.paths.operator_key.read_text()
     assert fresh_lab.known_hosts == lab.paths.known_hosts.read_text()
+
+
+def test_reset_leaves_the_prefect_server_running(fresh_lab: ResetOutcome) -> None:
+    """It holds no lab host's data, and its runs and UI stay as they were."""
+    after = fresh_lab.after
+    assert prefect_server.NAME not in after.stopped
+    assert prefect_server.NAME in after.already_running
+    shown = {s.name: s for s in after.services}[prefect_server.NAME]
+    assert (shown.state, shown.pid) == ("running", fresh_lab.prefect_pid)
 
 
 def test_backup_areas_start_empty(lab, fresh_lab: ResetOutcome) -> None:
@@ -507,11 +519,14 @@ def test_down_then_up_stops_everything_then_brings_it_back(lab) -> None:
             listening = [f"{a}:{p}" for a, p in ports if procs.is_listening(a, p)]
             assert listening == []
             assert list(lab.paths.run.glob("*.json")) == []
+            assert prefect_server.NAME in stopped.stopped  # the Prefect server went with the rest
+            assert not prefect_server.answers_health()
         finally:
             again = api.up()
     assert again.all_running
     assert sorted(again.started) == sorted(s.name for s in again.services)
     assert all(procs.is_listening(a, p) for a, p in ports)
+    assert prefect_server.answers_health()  # up waits until it answers, not only listens
     # Data survives a restart: same seeding, no re-seed.
     assert read_seed(lab.paths) == seed_before
     status, _ = http_get(topology.host("production").address, "/health", topology.ZONE)

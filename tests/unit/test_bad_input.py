@@ -246,6 +246,21 @@ INVENTORY_CASES: dict[str, Case] = {
         "'status.example.net': after the switch the service is checked through this name; add "
         "a dns_records entry for it, or check a switched name",
     ),
+    "order codes without the order secret": Case(
+        "  secret: env:DRP_LAB_ORDER_SECRET\n",
+        "  codes:\n    contacts: [orders@1stkyc.test]\n",
+        "orders.codes",
+        "order codes need orders.secret (the codes are signed with it); set secret: "
+        "env:DRP_ORDER_SECRET",
+        line_of="  codes:",
+    ),
+    "order code contact not an address": Case(
+        "  valid_hours: 24\n",
+        "  valid_hours: 24\n  codes:\n    contacts: [the customer]\n",
+        "orders.codes.contacts[0]",
+        "expected an e-mail address such as ops@example.com, got 'the customer'",
+        line_of="    contacts: [the customer]",
+    ),
     "command timeout .inf": Case(
         "  valid_hours: 24\n",
         "  valid_hours: 24\ntimeouts:\n  command_seconds: .inf\n",
