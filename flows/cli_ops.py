@@ -640,13 +640,31 @@ def report_command(
     config: ConfigOpt = Path("config/site.yaml"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
 ) -> None:
-    """Show the report of an operation again: timeline, order, RTO and RPO."""
+    """Show the report of an operation again: timeline, order, RTO and RPO. It is read from
+    the operation's record on the DRP host (what every worker sees); when the DRP host cannot
+    be reached, from the copy in the reports directory, and the command says so."""
+    from runbooks.records import OperationRecords
+
     try:
         site = load_site(config)
-        report = load_report(reports_dir(site), operation_id)
+        directory = reports_dir(site)
+        with OperationRecords(site, directory) as records:
+            found = records.load(operation_id)
+            where = records.where(operation_id)
+        if found.report is None:
+            known = sorted(p.stem for p in directory.glob("*.json")) if directory.exists() else []
+            hint = f"; known here: {', '.join(known[-5:])}" if known else ""
+            raise DrpError(
+                f"no record of operation {operation_id!r} on the DRP host ({where}) nor in "
+                f"{directory}{hint}"
+            )
     except DrpError as err:
         raise _fail(err) from None
+    if found.note:
+        errors.print(f"[yellow]note:[/] {escape(found.note)}", highlight=False)
+    report = found.report
     if as_json:
         console.print_json(json.dumps(report.data))
     else:
         console.print(report_renderable(report))
+        console.print(f"Read from {found.source}", highlight=False)

@@ -13,7 +13,7 @@ from rich.markup import escape
 from runbooks import connect, site_lock
 from runbooks.errors import DrpError
 from runbooks.inventory import load_site
-from runbooks.report import load_report, report_path, save_report
+from runbooks.records import OperationRecords
 from runbooks.services import reports_dir
 
 console = Console(soft_wrap=True)
@@ -89,8 +89,8 @@ def unlock_command(
 ) -> None:
     """Release the site lock held by an operation that will not be resumed. [bold]Writes on
     the DRP host[/bold]: the release (who, when, why) is appended to its lock ledger
-    (~/.drp-lock/ledger.jsonl) and to the operation's report, if there is one here. A lock held
-    by another operation is refused.
+    (~/.drp-lock/ledger.jsonl) and to the operation's record, if it has one. A lock held by
+    another operation is refused.
     """
     if not reason.strip():
         raise _fail(ValueError("--reason is empty: say why the lock is released"), 2)
@@ -100,13 +100,15 @@ def unlock_command(
             entry = site_lock.unlock(pool["drp"], operation_id, reason.strip(), by)
     except DrpError as err:
         raise _fail(err) from None
-    directory = reports_dir(site)
     where = "the DRP host's lock ledger"
-    if report_path(directory, operation_id).exists():
-        report = load_report(directory, operation_id)
-        report.remember("unlocked", entry["released_at"], entry)
-        save_report(report, directory)
-        where += f" and {report_path(directory, operation_id)}"
+    with OperationRecords(site, reports_dir(site)) as records:
+        report = records.load(operation_id).report
+        if report is not None:  # the operation's record says it was released, and by whom
+            report.remember("unlocked", entry["released_at"], entry)
+            records.save(report)
+            if records.flush() and records.written_on_host:
+                where += f", the operation's record ({records.where(operation_id)})"
+            where += f" and {records.local_path(operation_id)}"
     console.print(
         f"Site {site.name} unlocked: operation {operation_id} ({entry['kind']}, since "
         f"{entry['held_since']}) released by {entry['released_by']}: {entry['reason']}. "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
@@ -29,24 +28,36 @@ from runbooks.gate import OrderPolicy
 from runbooks.inventory import Site
 from runbooks.order_codes import CodeMessage, OrderCodes
 from runbooks.plan import Plan
+from runbooks.records import OperationRecords, resume_sentence
 from runbooks.render import data_loss_sentence, human_duration, plan_markdown
-from runbooks.report import Report, load_report, report_path, save_report
+from runbooks.report import Report
 from runbooks.returning import prepare_return
 from runbooks.services import reports_dir, ticket_backends
 from runbooks.site_lock import SiteLock
 
 
-def load_or_start_report(site: Site, operation_id: str, kind: str) -> Report:
-    directory = reports_dir(site)
-    if report_path(directory, operation_id).exists():
-        report = load_report(directory, operation_id)
-        if report.kind != kind:
-            raise DrpError(
-                f"operation {operation_id} is a {report.kind}, not a {kind}: use another "
-                "operation id (or none, to get a new one)"
-            )
-        return report
-    return Report(operation_id, kind, site.name, started=datetime.now(UTC))
+def open_record(site: Site, operation_id: str, kind: str) -> tuple[OperationRecords, Report]:
+    """The operation's record (`runbooks.records`: on the DRP host, so that a resume on any
+    worker goes on from it), or a new report; a resume says what it goes on from."""
+    log = get_run_logger()
+    records = OperationRecords(site, reports_dir(site), log=log)
+    try:
+        report, found = records.load_or_start(operation_id, kind, site.name)
+    except BaseException:
+        records.close()
+        raise
+    if found.report is not None:
+        log.info("%s", resume_sentence(report, found.source))
+    return records, report
+
+
+def kept_sets(report: Report) -> list[str] | None:
+    """The backup sets (labels) the operation's first run chose; None: not chosen yet."""
+    labels = set()
+    for row in report.backups:
+        environment = row.get("environment") or str(row.get("what", "")).split(" ", 1)[0]
+        labels.add(f"{row.get('server')}:{environment}/{row.get('set_id')}")
+    return sorted(labels) or None
 
 
 def brief_markdown(plan: Plan, operation: Operation, kind: str) -> str:
@@ -93,27 +104,47 @@ def run_operation(
     given = operation_id
     # Derived from the flow run when not given: the same at every restart (see operation_ids).
     operation_id = operation_id_for_run(kind, given)
-    report = load_or_start_report(site, operation_id, kind)
-    directory = reports_dir(site)
-    log.info(
-        "Operation %s (%s of %s, %s); report: %s",
-        operation_id, kind, site.name,
-        "as given" if given else "named after this flow run; pass it as operation_id to resume "
-        "it from another run",
-        report_path(directory, operation_id),
-    )  # fmt: skip
-    # A resumed operation keeps the first run's choice of backups (sets made since are
-    # ignored), so its plan, and the order given for it, still hold.
-    report.chosen_at = report.chosen_at or datetime.now(UTC)
+    records, report = open_record(site, operation_id, kind)
+    with records:
+        log.info(
+            "Operation %s (%s of %s, %s); record: %s, copy: %s",
+            operation_id, kind, site.name,
+            "as given" if given else "named after this flow run; pass it as operation_id to "
+            "resume it from another run",
+            records.where(operation_id), records.local_path(operation_id),
+        )  # fmt: skip
+        return _run_operation(
+            kind, site, records, report, environments, gate_timeout_seconds, force,
+            bwlimit_kib, cleanup,
+        )  # fmt: skip
+
+
+def _run_operation(
+    kind: str,
+    site: Site,
+    records: OperationRecords,
+    report: Report,
+    environments: list[str] | None,
+    gate_timeout_seconds: int,
+    force: bool,
+    bwlimit_kib: int | None,
+    cleanup: bool,
+) -> dict[str, Any]:
+    # A resumed operation keeps the first run's choice of backups, those very sets (made
+    # since are ignored, gone ones are named), so its plan, and the order given for it, hold.
+    keep = kept_sets(report)
+    if keep is None or report.chosen_at is None:
+        report.chosen_at = datetime.now(UTC)
     prepared = prepare(
         site,
         kind,
-        operation_id,
+        report.operation_id,
         environments,
         chosen_at=report.chosen_at,
         force=force,
         bwlimit_kib=bwlimit_kib,
         cleanup=cleanup,
+        keep_sets=keep,
     )
     runbook = Runbook(
         kind,
@@ -131,7 +162,7 @@ def run_operation(
             runbook,
             plan,
             report,
-            directory,
+            records,
             findings,
             # The brief is built again each time the form opens: its data loss is as of then.
             lambda: brief_markdown(plan, operation, kind),
@@ -193,7 +224,7 @@ def run_engine(
     runbook: Runbook,
     plan: Plan,
     report: Report,
-    directory: Path,
+    records: OperationRecords,
     findings: list[PreflightFinding],
     brief: Callable[[], str],
     gate_timeout_seconds: int,
@@ -205,7 +236,7 @@ def run_engine(
         runbook,
         plan,
         report,
-        save=lambda r: save_report(r, directory),
+        save=records.save,
         publish=publish_report,
         submit=submitter(report.operation_id, plan.hash),
         check=submit_check,
@@ -261,11 +292,12 @@ def _backups(operation: Operation) -> list[dict[str, Any]]:
     for name, choice in sorted(operation.selection.environments.items()):
         for t in choice.trees:
             rows.append({"what": f"{name} {t.tree.section.value}/{t.tree.name}",
-                         "server": t.set.server, "set_id": t.set.set_id,
+                         "server": t.set.server, "environment": t.set.environment,
+                         "set_id": t.set.set_id,
                          "time": t.captured.isoformat(timespec="seconds")})  # fmt: skip
         for d in choice.dumps:
             rows.append({"what": f"{name} database {d.dump.database}", "server": d.set.server,
-                         "set_id": d.set.set_id,
+                         "environment": d.set.environment, "set_id": d.set.set_id,
                          "time": d.captured.isoformat(timespec="seconds")})  # fmt: skip
     return rows
 
@@ -283,29 +315,29 @@ def run_return(
     site = site_from(config)
     given = operation_id
     operation_id = operation_id_for_run("return", given)
-    report = load_or_start_report(site, operation_id, "return")
-    directory = reports_dir(site)
-    log.info("Operation %s (return of %s, %s); report: %s", operation_id, site.name,
-             "as given" if given else "named after this flow run",
-             report_path(directory, operation_id))  # fmt: skip
-    try:
-        prepared = prepare_return(
-            site, operation_id, environments, force=force, bwlimit_kib=bwlimit_kib
-        )
-    except DrpError as err:
-        report.finish("failed", f"preflight could not read the two sides: {err}")
-        save_report(report, directory)
-        raise
-    try:
-        return run_engine(
-            site,
-            prepared.runbook,
-            prepared.plan,
-            report,
-            directory,
-            prepared.findings,
-            prepared.brief,
-            gate_timeout_seconds,
-        )
-    finally:
-        prepared.close()
+    records, report = open_record(site, operation_id, "return")
+    with records:
+        log.info("Operation %s (return of %s, %s); record: %s, copy: %s", operation_id,
+                 site.name, "as given" if given else "named after this flow run",
+                 records.where(operation_id), records.local_path(operation_id))  # fmt: skip
+        try:
+            prepared = prepare_return(
+                site, operation_id, environments, force=force, bwlimit_kib=bwlimit_kib
+            )
+        except DrpError as err:
+            report.finish("failed", f"preflight could not read the two sides: {err}")
+            records.save(report)
+            raise
+        try:
+            return run_engine(
+                site,
+                prepared.runbook,
+                prepared.plan,
+                report,
+                records,
+                prepared.findings,
+                prepared.brief,
+                gate_timeout_seconds,
+            )
+        finally:
+            prepared.close()

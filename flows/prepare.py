@@ -82,10 +82,13 @@ def check_environments(site: Site, environments: list[str] | None) -> None:
         )
 
 
-def choose_backups(site: Site, now: datetime, environments: list[str] | None) -> Selection:
-    """The newest verified backups made before `now`, across both backup servers."""
+def choose_backups(
+    site: Site, now: datetime, environments: list[str] | None, keep: list[str] | None = None
+) -> Selection:
+    """The newest verified backups made before `now`, across both backup servers; with `keep`
+    (set labels), only those: the choice a resumed operation made in its first run."""
     with open_catalogue(site, now) as catalogue:
-        return catalogue.choose(wanted_environments(site, environments), not_after=now)
+        return catalogue.choose(wanted_environments(site, environments), not_after=now, only=keep)
 
 
 def prepare(
@@ -98,13 +101,16 @@ def prepare(
     force: bool = False,
     bwlimit_kib: int | None = None,
     cleanup: bool = False,
+    keep_sets: list[str] | None = None,
 ) -> Prepared:
     """Run the preflight and build the plan. Preflight problems are collected, not raised.
 
-    With `cleanup` (drills only), what the DRP server holds is set aside after the order and
-    put back after the drill's last step (`runbooks.cleanup`)."""
+    With `keep_sets` (a resumed operation), the backups are those sets, as its first run chose
+    them, or none: the preflight names the ones gone. With `cleanup` (drills only), what the
+    DRP server holds is set aside after the order and put back after the drill's last step
+    (`runbooks.cleanup`)."""
     check_environments(site, environments)
-    selection = choose_backups(site, chosen_at, environments)
+    selection = choose_backups(site, chosen_at, environments, keep_sets)
     operation = Operation(site, operation_id, kind, selection, force=force, bwlimit_kib=bwlimit_kib)
     checks: list[tuple[Step, StepRecord | None, str]] = []
     for step in preflight_steps(operation):

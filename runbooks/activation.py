@@ -192,12 +192,30 @@ class BackupsChosen(ReadOnlyStep):
 
     def check(self) -> Check:
         selection = self.op.selection
+        if selection.gone:
+            return Check(False, chosen_sets_gone(self.op, selection.gone))
         if not selection.complete:
             why = "; ".join(selection.missing + selection.warnings)
             return Check(False, f"{why}. See `drp backup list`; take one with `drp backup run`")
         chosen = ", ".join(s.label for s in _sets(selection))
         skipped = f" (skipped: {'; '.join(selection.warnings)})" if selection.warnings else ""
         return Check(True, f"verified {chosen}{skipped}")
+
+
+def chosen_sets_gone(op: Operation, gone: list[str]) -> str:
+    """Why a resumed operation cannot go on without the backups its first run chose, and how
+    to start a new one instead."""
+    config = f" -c {op.site.source}" if op.site.source else ""
+    return (
+        f"the backups that operation {op.operation_id} chose in its first run are gone: "
+        f"{'; '.join(gone)}. It restores those or nothing (its plan and its order are for "
+        "them), so it cannot go on. Start a new operation, which chooses among the backups "
+        f"there now: if `drp status{config}` shows {op.operation_id} holding the site lock, "
+        f"release it with `drp unlock{config} --operation-id {op.operation_id} --reason TEXT`; "
+        f"then run `drp {op.kind}{config}` without --operation-id, or start a new run of the "
+        f"deployment (drp-{op.kind}/{op.kind}) with Run in the Prefect UI: a Retry keeps this "
+        "operation"
+    )
 
 
 class RestoreDatabase(Step):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -413,6 +413,9 @@ class Selection:
     now: datetime
     environments: dict[str, EnvironmentChoice]
     warnings: list[str] = field(default_factory=list)  # sets skipped, and why
+    # With a choice to keep (`Catalogue.choose(only=...)`): each kept set that is no longer
+    # usable, as "label (why)". A resumed operation restores its first choice or nothing.
+    gone: list[str] = field(default_factory=list)
 
     def __getitem__(self, environment: str) -> EnvironmentChoice:
         return self.environments[environment]
@@ -545,9 +548,11 @@ class Catalogue:
         *,
         verify: bool = True,
         not_after: datetime | None = None,
+        only: Collection[str] | None = None,
     ) -> Selection:
         """The newest usable sets for each environment; with `not_after`, only sets started
-        by then (a resumed operation keeps the choice its first run made)."""
+        by then; with `only`, only those sets (labels): a resumed operation keeps the choice its
+        first run made, and `Selection.gone` names each of them that is no longer usable."""
         warnings: list[str] = []
         warned: set[str] = set()
 
@@ -564,6 +569,8 @@ class Catalogue:
         self.sets()  # read both servers first: an unreachable one is the first warning
         for server, why in self.unreachable.items():
             warnings.append(f"backup server {server} could not be read: {why}")
+        kept = set(only) if only is not None else None
+        gone = self._gone(sorted(kept), verify) if kept is not None else []
         environments: dict[str, EnvironmentChoice] = {}
         for env in wanted:
             complete = [
@@ -572,12 +579,35 @@ class Catalogue:
                 if s.usable
                 and s.manifest is not None
                 and (not_after is None or s.started <= not_after)
+                and (kept is None or s.label in kept)
             ]
             choice = EnvironmentChoice(env.name, self.now)
             _choose_trees(env, complete, usable, choice)
             _choose_dumps(env, complete, usable, choice)
             environments[env.name] = choice
-        return Selection(self.now, environments, warnings)
+        return Selection(self.now, environments, warnings, gone)
+
+    def _gone(self, labels: Iterable[str], verify: bool) -> list[str]:
+        """Each of these sets that cannot be restored any more, as "label (why)"."""
+        known = {s.label: s for s in self.sets()}
+        gone = []
+        for label in labels:
+            found = known.get(label)
+            server = label.split(":", 1)[0]
+            if found is None:
+                why = (
+                    f"backup server {server} could not be read"
+                    if server in self.unreachable
+                    else f"no longer on {server}"
+                )
+            elif not found.usable:
+                why = found.status_words
+            elif verify and not (check := self.verify(found)).ok:
+                why = f"corrupt: {check.reason}"
+            else:
+                continue
+            gone.append(f"{label} ({why})")
+        return gone
 
 
 def _choose_trees(

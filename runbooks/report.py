@@ -38,6 +38,9 @@ class Report:
     # Earlier runs of this operation (outcome, message, ended) and the step records a later
     # attempt replaced when they had failed: a resume adds to the history, never erases it.
     history: list[dict[str, Any]] = field(default_factory=list)
+    # How many times this record was saved: of two copies of one record (the DRP host's and a
+    # worker's), the one saved more often is the later (`runbooks.records`).
+    revision: int = 0
 
     def begin_run(self) -> None:
         """A new run of this operation starts: an ended run goes into the history."""
@@ -164,6 +167,7 @@ class Report:
             "totals": self.totals,
             "timeline": [r.data for r in self.timeline],
             "history": self.history,
+            "revision": self.revision,
         }
 
     @classmethod
@@ -192,6 +196,7 @@ class Report:
             history=list(data.get("history", [])),
             data_loss_seconds=data.get("rpo_seconds"),
             chosen_at=datetime.fromisoformat(data["chosen_at"]) if data.get("chosen_at") else None,
+            revision=int(data.get("revision", 0)),
         )
 
     def finish(self, outcome: str, message: str) -> None:

@@ -76,15 +76,18 @@ def knot_answers() -> dict[str, list[str]]:
 
 
 def drp_state(site: Site) -> dict[str, Any]:
-    """The DRP server's application files and databases, as a comparable value."""
+    """The DRP server's application files and databases, as a comparable value. The records
+    of operations (`~/.drp/operations/*/report.json`) are left out: every operation writes its
+    own, a refused one too."""
     from providers import mysql, postgres
 
+    listing_script = (
+        "{ find srv .drp -path .drp/operations -prune -o -printf '%P %s %T@\\n'; "
+        "find .drp/operations -type f ! -name 'report.json*' -printf '%P %s %T@\\n'; } "
+        "2>/dev/null | sort; true"
+    )
     with connect.HostPool(site) as pool:
-        listing = (
-            pool["drp"]
-            .run(["sh", "-c", "find srv .drp -printf '%P %s %T@\\n' 2>/dev/null | sort; true"])
-            .stdout
-        )
+        listing = pool["drp"].run(["sh", "-c", listing_script]).stdout
     databases = {}
     for db in site.environments[0].databases:
         endpoint = connect.db_endpoint(site, db, "drp")

@@ -255,6 +255,35 @@ def test_not_after_keeps_a_resumed_operation_on_its_first_choice(homes: dict[str
     assert {t.set.set_id for t in app.trees} == {"20261128T020000Z-daily"}
 
 
+def test_a_kept_choice_restores_those_sets_only_even_when_newer_ones_exist(
+    homes: dict[str, Path],
+) -> None:
+    make_set(homes["backup-odd"], started=YESTERDAY, server="backup-odd")
+    make_set(homes["backup-even"], started=TODAY)
+    kept = ["backup-odd:app/20261128T020000Z-daily"]
+    selection = catalogue(homes).choose([APP], only=kept)
+    assert selection.gone == [] and selection.complete
+    assert {t.set.label for t in selection["app"].trees} == set(kept)
+    assert {d.set.label for d in selection["app"].dumps} == set(kept)
+
+
+def test_kept_sets_removed_or_damaged_since_are_named_with_why(
+    homes: dict[str, Path], tmp_path: Path
+) -> None:
+    older, _ = make_set(homes["backup-odd"], started=YESTERDAY, server="backup-odd")
+    newest, _ = make_set(homes["backup-even"], started=TODAY)
+    (newest / "databases" / "app_users.dump").write_bytes(b"users dumq")
+    older.rename(tmp_path / "removed")  # someone cleaned the backup server
+    kept = ["backup-even:app/20261129T020000Z-daily", "backup-odd:app/20261128T020000Z-daily"]
+    selection = catalogue(homes).choose([APP], only=kept)
+    assert selection.gone == [
+        "backup-even:app/20261129T020000Z-daily (corrupt: databases/app_users.dump: sha256 "
+        "mismatch (file is damaged))",
+        "backup-odd:app/20261128T020000Z-daily (no longer on backup-odd)",
+    ]
+    assert not selection.complete  # nothing else is taken in their place
+
+
 def test_closing_the_catalogue_closes_its_connections(homes: dict[str, Path]) -> None:
     closed: list[bool] = []
     with Catalogue([], NOW, on_close=lambda: closed.append(True)) as cat:
