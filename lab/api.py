@@ -33,7 +33,18 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from lab import accounts, mariadb, postgres, prefect_server, procs, sshd, sshkeys, topology, webapp
+from lab import (
+    accounts,
+    mail_sink,
+    mariadb,
+    postgres,
+    prefect_server,
+    procs,
+    sshd,
+    sshkeys,
+    topology,
+    webapp,
+)
 from lab import seed as seeding
 from lab.daemons import Daemon
 from lab.errors import LabError
@@ -105,6 +116,7 @@ def _expected() -> list[tuple[str, str, str, str, int]]:
             out.append((f"web-{h.name}", h.name, "web", h.address, topology.WEB_PORT))
     out.append(("knot", "dns", "dns", topology.DNS_ADDRESS, topology.DNS_PORT))
     out.append(("ovh-emulator", "ovh", "ovh-api", topology.OVH_ADDRESS, topology.OVH_PORT))
+    out.append((mail_sink.NAME, "mail", "smtp", topology.SMTP_ADDRESS, topology.SMTP_PORT))
     out.append(
         (prefect_server.NAME, "prefect", "prefect", topology.PREFECT_ADDRESS, topology.PREFECT_PORT)
     )
@@ -124,12 +136,13 @@ def host_daemons(paths: topology.LabPaths, secrets: dict[str, str]) -> list[Daem
 
 
 def shared_daemons(paths: topology.LabPaths, secrets: dict[str, str]) -> list[Daemon]:
-    """Knot DNS, then the OVH API emulator (it reads the zone from Knot on first start)."""
+    """Knot DNS, then the OVH API emulator (it reads the zone from Knot on first start), and
+    the mail sink."""
     # Imported here: they are the only parts of the lab that need dnspython and the ovh client.
     from lab.knot import knot_daemon
     from lab.ovh_emulator import ovh_daemon
 
-    return [knot_daemon(paths, secrets), ovh_daemon(paths, secrets)]
+    return [knot_daemon(paths, secrets), ovh_daemon(paths, secrets), mail_sink.mail_daemon(paths)]
 
 
 # ---------------------------------------------------------------- guards

@@ -27,6 +27,9 @@ OVH_PORT = 8080
 OVH_ENDPOINT_NAME = "drp-lab"
 TSIG_KEY_NAME = "drp-lab-key"
 TSIG_ALGORITHM = "hmac-sha256"
+# The lab's mail sink: SMTP tickets and order codes land in <lab>/data/mail (a Maildir).
+SMTP_ADDRESS = "127.0.10.25"
+SMTP_PORT = 2525
 # The lab's Prefect server (API and UI, behind basic auth): the orchestrator drills run through.
 PREFECT_ADDRESS = "127.0.10.70"
 PREFECT_PORT = 4200

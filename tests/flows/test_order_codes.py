@@ -1,6 +1,7 @@
 """Order codes on the lab: the gate sends a one-time code to the customer's order contacts (by
 e-mail, and in the ticket file), and the order is taken only with that code. Driven as people
-drive it: `drp drill` waiting in a terminal that is not a prompt, `drp approve` from another."""
+drive it: `drp drill` waiting in a terminal that is not a prompt, `drp approve` from another; the
+code read where the customer gets it, from the lab's mail sink."""
 
 from __future__ import annotations
 
@@ -10,58 +11,24 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from aiosmtpd.controller import Controller
 from backup_lab import write_inventory
 from flow_helpers import LAB_CONFIG, drp_cli, ensure_backups
 
+from lab import mail_sink
 from runbooks.inventory import load_site
 
 pytestmark = [pytest.mark.lab, pytest.mark.prefect]
 
 CONTACT = "orders@1stkyc.test"
-OPS = "ops@lab.test"
+OPS = "ops@drp-lab.test"
 CODE = re.compile(r"Order code: ([A-Z2-7]{4}-[A-Z2-7]{4})")
 WAITING = re.compile(r"Waiting for the order of flow run ([0-9a-f-]{36})")
-
-
-@dataclass
-class Mailbox:
-    """The SMTP server's mail: (envelope recipients, message) per DATA."""
-
-    messages: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = BytesParser(policy=policy.default).parsebytes(envelope.content)
-        assert isinstance(message, EmailMessage)
-        self.messages.append((list(envelope.rcpt_tos), message))
-        return "250 OK"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for rcpt, m in self.messages if address in rcpt]
-
-
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box, port
-    controller.stop()
 
 
 def _until(what: str, found: Any, timeout: float = 120) -> Any:
@@ -81,21 +48,20 @@ def _state(run_id: str) -> Any:
         return client.read_flow_run(UUID(run_id)).state
 
 
+def _mail(op: str, to: str) -> list[EmailMessage]:
+    """What the lab's mail sink received for this operation, addressed to `to`."""
+    return [m for m in mail_sink.messages() if m["X-DRP-Operation"] == op and to in m["To"]]
+
+
 def test_a_drill_is_ordered_only_with_the_code_sent_to_the_customer(
-    lab, prefect_server, tmp_path: Path, mailbox: tuple[Mailbox, int]
+    lab, prefect_server, tmp_path: Path
 ) -> None:
-    box, port = mailbox
     ensure_backups(load_site(LAB_CONFIG))
-    inventory = write_inventory(tmp_path, "backups")
+    inventory = write_inventory(tmp_path, "backups")  # the lab's tickets: a file, the mail sink
     data = yaml.safe_load(inventory.read_text())
     data["orders"]["codes"] = {"contacts": [CONTACT], "drills": True}
-    ticket_file = tmp_path / "tickets.jsonl"
-    data["tickets"] = [
-        {"type": "file", "path": str(ticket_file)},
-        {"type": "smtp", "host": "127.0.0.1", "port": port, "sender": "drp@lab.test",
-         "recipients": [OPS], "starttls": False},
-    ]  # fmt: skip
     inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    ticket_file = Path(data["tickets"][0]["path"])
     reports = tmp_path / "reports"
     op = f"drill-codes-{int(time.time()) % 100000}"
     log = tmp_path / "drill.log"
@@ -111,11 +77,11 @@ def test_a_drill_is_ordered_only_with_the_code_sent_to_the_customer(
         assert f"drp approve {run_id} --by NAME --reference REF --code CODE" in " ".join(
             log.read_text().split()
         )
-        [mail] = _until("the code's e-mail", lambda: box.to(CONTACT))
+        [mail] = _until("the code's e-mail", lambda: _mail(op, CONTACT))
         assert mail["To"] == CONTACT  # the customer's contacts, not the ops list
         code = CODE.search(mail.get_content())[1]  # type: ignore[index]
         lines = [json.loads(x) for x in ticket_file.read_text().splitlines()]
-        [line] = [x for x in lines if x["event"].startswith("order-code-")]
+        [line] = [x for x in lines if x["operation_id"] == op and "order-code" in x["event"]]
         assert line["to"] == CONTACT and code in line["body"]
 
         def approve(*extra: str) -> None:
@@ -144,6 +110,6 @@ def test_a_drill_is_ordered_only_with_the_code_sent_to_the_customer(
     assert report["outcome"] == "succeeded"
     assert report["order"]["code"].startswith(f"order code sent to {CONTACT} at ")
     assert code not in json.dumps(report)  # the code itself is never stored
-    assert len(box.to(CONTACT)) == 1  # one code: the reopened forms did not send another
-    finished = [m for m in box.to(OPS) if "drill-finished" in m["Subject"]]
-    assert finished and all(CONTACT not in m["To"] for m in box.to(OPS))
+    assert len(_mail(op, CONTACT)) == 1  # one code: the reopened forms did not send another
+    finished = [m for m in _mail(op, OPS) if m["X-DRP-Event"] == "drill-finished"]
+    assert len(finished) == 1 and finished[0]["To"] == OPS  # tickets: the ops, not the customer

@@ -213,7 +213,7 @@ def test_status_reports_every_service_running(lab) -> None:
     expected = {f"sshd-{h}" for h in HOST_NAMES}
     expected |= {f"{kind}-{h.name}" for h in DB_HOSTS for kind in ("postgres", "mariadb")}
     expected |= {f"web-{h.name}" for h in topology.HOSTS if h.web}
-    expected |= {"knot", "ovh-emulator"}
+    expected |= {"knot", "ovh-emulator", "mail-sink", "prefect-server"}
     assert expected <= set(by_name)
     assert [s.name for s in status.services if s.state != "running"] == []
     assert all(s.pid for s in status.services)

@@ -74,7 +74,7 @@ def test_webhook_url_as_a_secret_reference(tmp_path: Path, monkeypatch: pytest.M
     assert "resolves env:DRP_TEST_SLACK_URL" in result.stdout
     assert TOKEN not in result.output
     monkeypatch.setenv("DRP_REPORTS_DIR", str(tmp_path / "reports"))
-    [_, backend] = ticket_backends(site)
+    [backend] = [b for b in ticket_backends(site) if b.kind == "webhook"]
     assert backend.target == "*** (URL kept secret)"
     assert backend._url.reveal() == SLACK  # type: ignore[union-attr]  # what is POSTed
 
