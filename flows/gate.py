@@ -30,6 +30,7 @@ from runbooks.gate import GateTimeout, OrderRecord, order_problems, via_of
 from runbooks.order_codes import OrderCodes
 
 POLL_SECONDS = 2
+FORM_WAIT_SECONDS = 10.0  # how long a run seen paused may take to save its form
 
 # Called (flow run id, plan hash, brief) just before a run in this process waits for the order:
 # the CLI answers from its options or a prompt, through the same API as the UI.
@@ -227,12 +228,23 @@ def _paused_input(flow_run_id: UUID | str, part: str) -> str | None:
             state = run.state.name if run.state else "unknown"
             raise DrpError(f"flow run {run_id} is not waiting for an order (state: {state})")
         keyset = keyset_from_paused_state(run.state)
-        try:
-            return client.read_flow_run_input(run_id, keyset[part])
-        except Exception:  # the description is optional
-            if part == "description":
-                return None
-            raise
+        # Prefect saves the form (its schema, then its description) just after the run pauses:
+        # a run seen paused a moment ago may not have it yet.
+        deadline = time.monotonic() + FORM_WAIT_SECONDS
+        while True:
+            try:
+                return client.read_flow_run_input(run_id, keyset[part])
+            except httpx.HTTPStatusError as err:
+                if err.response.status_code != 404:
+                    raise
+            if time.monotonic() >= deadline:
+                if part == "description":  # optional
+                    return None
+                raise DrpError(
+                    f"flow run {run_id} is paused, but its order form was not saved within "
+                    f"{FORM_WAIT_SECONDS:g} s: see the run's log"
+                )
+            time.sleep(0.1)
 
 
 def paused_schema(flow_run_id: UUID | str) -> dict[str, Any]:
@@ -259,13 +271,28 @@ def paused_brief(flow_run_id: UUID | str) -> str:
 def wait_until_paused(
     flow_run_id_getter: Callable[[], UUID | None], stop: Callable[[], bool]
 ) -> UUID | None:
-    """Poll until the run is paused for the order; None if `stop()` says give up first."""
+    """Poll until the run is paused for the order and its form saved (it can be answered);
+    None if `stop()` says give up first."""
     while not stop():
         run_id = flow_run_id_getter()
         if run_id is not None:
             with get_client(sync_client=True) as client:
                 state = client.read_flow_run(run_id).state
-            if state and state.is_paused():
-                return run_id
+                if state and state.is_paused() and _form_saved(client, run_id, state):
+                    return run_id
         time.sleep(0.5)
     return None
+
+
+def _form_saved(client: Any, run_id: UUID, state: Any) -> bool:
+    """The paused run's form is saved: its brief, which Prefect saves last, is there (every
+    order form has one)."""
+    from prefect.input.run_input import keyset_from_paused_state
+
+    try:
+        client.read_flow_run_input(run_id, keyset_from_paused_state(state)["description"])
+        return True
+    except httpx.HTTPStatusError as err:
+        if err.response.status_code != 404:
+            raise
+        return False

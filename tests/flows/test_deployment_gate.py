@@ -262,13 +262,16 @@ def test_refused_answer_ends_the_no_parameter_run_with_nothing_changed(
 def test_run_given_an_operation_id_keeps_it(site, runner, reports: Path) -> None:
     from prefect.flow_runs import resume_flow_run
 
-    run = _start({"operation_id": "drill-suspend-1"})
+    # A new id each session: the DRP host's lock ledger remembers every operation that took
+    # the site, and a drill seen there before another operation is not run again.
+    op = f"drill-suspend-{int(time.time())}"
+    run = _start({"operation_id": op})
     _wait(run.id, _suspended(1), "suspended at the gate")
-    report = json.loads((reports / "drill-suspend-1.json").read_text())
+    report = json.loads((reports / f"{op}.json").read_text())
     resume_flow_run(run.id, run_input=_answer(report["plan_hash"]))
     final = _wait(run.id, lambda s: s.is_final(), "was finished")
     assert final.is_completed(), final.message
-    report = json.loads((reports / "drill-suspend-1.json").read_text())
+    report = json.loads((reports / f"{op}.json").read_text())
     assert report["outcome"] == "succeeded"
 
 

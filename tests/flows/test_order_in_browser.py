@@ -37,6 +37,7 @@ drp_drill.serve(name="{NAME}", limit=1)
 """
 NOT_TAKEN = "The previous answer was not taken: the data loss is not acknowledged"
 TIMEOUT_MS = 30_000
+OOPS = "Something went wrong"
 
 
 # -- fixtures ----------------------------------------------------------------------------------
@@ -164,6 +165,44 @@ def _open_form(page: Any) -> Any:
     return dialog
 
 
+def _until_said(page: Any, act: Any, said: str, what: str, tries: int = 3) -> None:
+    """`act()`, until the UI says `said` (a toast); again when it says it went wrong instead.
+
+    The Prefect server keeps its state in SQLite, which now and then refuses a write while
+    another is under way ("database is locked"): the API answers 503, nothing is changed, and
+    the UI says "Oops. Something went wrong.". A person tries again; so does this (Prefect's
+    own client retries such answers by itself)."""
+    from playwright.sync_api import expect
+
+    ok, oops = page.get_by_text(said), page.get_by_text(OOPS)
+    for attempt in range(1, tries + 1):
+        act()
+        expect(ok.or_(oops).first).to_be_visible()
+        if ok.first.is_visible():
+            return
+        print(f"{what}: the UI said {OOPS!r} (attempt {attempt}); again")
+        page.reload()  # the toast stays until closed; a reload closes it (and any dialog)
+    raise AssertionError(f"{what}: the UI said {OOPS!r} {tries} times")
+
+
+def _answer(page: Any, *, acknowledged: bool) -> Any:
+    """What the person does in the Resume dialog (opened if it is not): name, reference, the
+    acknowledgement as asked, Submit."""
+
+    def act() -> None:
+        dialog = page.get_by_role("dialog")
+        if not dialog.is_visible():
+            dialog = _open_form(page)
+        _field(dialog, "Ordered by").locator("textarea").fill("Jane Doe")
+        _field(dialog, "Order reference").locator("textarea").fill("1STKYC-91")
+        switch = _field(dialog, "Data loss acknowledged").get_by_role("switch")
+        if (switch.get_attribute("aria-checked") == "true") != acknowledged:
+            switch.click()
+        dialog.get_by_role("button", name="Submit").click()
+
+    return act
+
+
 def _form_first_line(dialog: Any) -> str:
     """What the form's text says first (the brief rendered above the fields)."""
     return str(dialog.locator("article.markdown-renderer").first.locator(":scope > *").first
@@ -180,11 +219,21 @@ def _at_gate_report(reports: Path) -> dict[str, Any]:
 def test_order_given_in_the_prefect_ui(
     site, deployment_id: str, prefect_server, reports: Path, page: Any, shots: Path
 ) -> None:
+    try:
+        _order_in_the_ui(site, deployment_id, prefect_server.ui_url, reports, page, shots)
+    except BaseException:
+        page.screenshot(path=str(shots / "failed.png"))
+        print(f"failed at {page.url}; screenshot {shots / 'failed.png'}")
+        raise
+
+
+def _order_in_the_ui(
+    site: Site, deployment_id: str, ui: str, reports: Path, page: Any, shots: Path
+) -> None:
     from playwright.sync_api import expect
 
     from flows import gate
 
-    ui = prefect_server.ui_url
     dns_before = knot_answers()
     started = time.monotonic()
     moments: dict[str, float] = {}
@@ -195,12 +244,17 @@ def test_order_given_in_the_prefect_ui(
 
     # "Run" on the deployment, no parameters ("Quick run"), then the run's page.
     page.goto(f"{ui}/deployments/deployment/{deployment_id}")
-    page.get_by_role("button", name="Run", exact=True).click()
-    page.get_by_text("Quick run").click()
+
+    def quick_run() -> None:
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text("Quick run").click()
+
+    _until_said(page, quick_run, "scheduled to start", "Run")
     page.get_by_role("button", name="View run").last.click()  # in the toast
     page.wait_for_url(re.compile(r".*/runs/flow-run/[0-9a-f-]{36}$"))
     run_id = page.url.rsplit("/", 1)[1]
     _wait(run_id, _suspended(1), "suspended at the gate")
+    gate.paused_brief(run_id)  # (returns once the form can be answered)
     page.reload()  # what the person does rather than wait for the page's next poll
     badge = page.locator(".state-badge").first
     expect(badge).to_have_text("Suspended")
@@ -218,17 +272,16 @@ def test_order_given_in_the_prefect_ui(
     moment("brief")
 
     # An answer without the data-loss acknowledgement: Prefect says only "resumed"...
-    _field(dialog, "Ordered by").locator("textarea").fill("Jane Doe")
-    _field(dialog, "Order reference").locator("textarea").fill("1STKYC-91")
-    dialog.get_by_role("button", name="Submit").click()
-    expect(page.get_by_text("Flow run resumed").last).to_be_visible()
+    _until_said(page, _answer(page, acknowledged=False), "Flow run resumed", "Submit")
     moment("resumed-toast")
 
     # ... and the run, back at its gate, says why: in its state and atop the reopened form.
-    state = _wait(run_id, _suspended(2), "suspended at the gate again")
-    assert state.message.startswith(NOT_TAKEN), state.message
+    _wait(run_id, _suspended(2), "suspended at the gate again")
+    brief = gate.paused_brief(run_id)  # once the form can be answered
+    assert brief.startswith(f"> **{NOT_TAKEN.replace(': ', ':** ', 1)}"), brief[:300]
+    state = _state(run_id)
+    assert _suspended(2)(state) and (state.message or "").startswith(NOT_TAKEN), state.message
     assert "The order form is open again" in state.message
-    assert gate.paused_brief(run_id).startswith(f"> **{NOT_TAKEN.replace(': ', ':** ', 1)}")
     page.reload()
     expect(badge).to_have_text("Suspended")
     page.get_by_text("Details", exact=True).first.click()
@@ -251,9 +304,7 @@ def test_order_given_in_the_prefect_ui(
 
     # The complete answer: the run completes.
     page.goto(f"{ui}/runs/flow-run/{run_id}")
-    dialog = _open_form(page)
-    _field(dialog, "Data loss acknowledged").get_by_role("switch").click()
-    dialog.get_by_role("button", name="Submit").click()
+    _until_said(page, _answer(page, acknowledged=True), "Flow run resumed", "Submit")
     final = _wait(run_id, lambda s: s.is_final(), "was finished")
     assert final.is_completed(), final.message
     page.reload()
