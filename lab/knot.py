@@ -10,6 +10,10 @@ Persistence: updates are kept in Knot's journal and the zone file is rewritten r
 each update (`zonefile-sync: 0`), so a restart serves the last state and the zone file under
 `<lab>/data/dns/zones/` always shows what Knot serves. We write the zone file only when it is
 absent: once the lab runs, the zone changes through updates and Knot owns the file.
+
+Beside it, a small DNS blocklist zone (`topology.BLOCKLIST_ZONE`, read-only, rewritten on every
+start) lists `topology.BLOCKLISTED` as a DNSBL does (reversed octets, A 127.0.0.2 and a TXT),
+so that `drp watch`'s blocklist probe has a listed address to find.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ class KnotLayout:
     web_address: str  # apex and www A records point here
     key_name: str = topology.TSIG_KEY_NAME
     algorithm: str = topology.TSIG_ALGORITHM
+    # A DNS blocklist zone served beside it (read-only), and the addresses it lists.
+    blocklist_zone: str | None = None
+    blocklisted: tuple[str, ...] = ()
 
     @property
     def conf_path(self) -> Path:
@@ -61,6 +68,10 @@ class KnotLayout:
     @property
     def zone_path(self) -> Path:
         return self.zones_dir / f"{self.zone}.zone"
+
+    @property
+    def blocklist_path(self) -> Path:
+        return self.zones_dir / f"{self.blocklist_zone}.zone"
 
     @property
     def storage_dir(self) -> Path:  # journal and timer databases
@@ -87,6 +98,8 @@ def lab_layout(paths: topology.LabPaths) -> KnotLayout:
         port=topology.DNS_PORT,
         zone=topology.ZONE,
         web_address=topology.host("production").address,
+        blocklist_zone=topology.BLOCKLIST_ZONE,
+        blocklisted=topology.BLOCKLISTED,
     )
 
 
@@ -153,7 +166,17 @@ zone:
     # Updates go to the journal, then straight into the zone file: a restart serves them.
     journal-content: changes
     zonefile-sync: 0
+""" + (
+        f"""\
+  - domain: {layout.blocklist_zone}
+    file: "{layout.blocklist_path}"
+    # Read-only and rewritten on every lab start: no updates, no journal.
+    journal-content: none
+    zonefile-sync: -1
 """
+        if layout.blocklist_zone
+        else ""
+    )
 
 
 def render_zone_file(zone: str, ns_address: str, web_address: str, ttl: int = ZONE_TTL) -> str:
@@ -167,6 +190,23 @@ ns1     A       {ns_address}
 @       A       {web_address}
 www     A       {web_address}
 """
+
+
+def render_blocklist_zone(
+    zone: str, ns_name: str, listed: tuple[str, ...], ttl: int = ZONE_TTL
+) -> str:
+    """A DNSBL zone: each listed address as its reversed octets, A 127.0.0.2 and a TXT reason."""
+    lines = [
+        f"$ORIGIN {zone}.",
+        f"$TTL {ttl}",
+        f"@       SOA     {ns_name}. hostmaster.{ns_name}. 1 3600 600 86400 {ttl}",
+        f"@       NS      {ns_name}.",
+    ]
+    for address in listed:
+        name = ".".join(reversed(address.split(".")))
+        lines.append(f"{name} A 127.0.0.2")
+        lines.append(f'{name} TXT "listed by the drp lab, to test the blocklist probe"')
+    return "\n".join(lines) + "\n"
 
 
 def _write_if_changed(path: Path, text: str, mode: int) -> None:
@@ -188,6 +228,11 @@ def write_knot_files(layout: KnotLayout, tsig_secret: str) -> None:
     if not layout.zone_path.exists():
         zone_text = render_zone_file(layout.zone, layout.address, layout.web_address)
         _write_if_changed(layout.zone_path, zone_text, 0o644)
+    if layout.blocklist_zone:
+        text = render_blocklist_zone(
+            layout.blocklist_zone, f"ns1.{layout.zone}", layout.blocklisted
+        )
+        _write_if_changed(layout.blocklist_path, text, 0o644)
 
 
 def knotd_binary() -> str:

@@ -27,6 +27,10 @@ OVH_PORT = 8080
 OVH_ENDPOINT_NAME = "drp-lab"
 TSIG_KEY_NAME = "drp-lab-key"
 TSIG_ALGORITHM = "hmac-sha256"
+# A DNS blocklist (DNSBL) zone served by the lab's Knot, so that `drp watch`'s blocklist probe
+# has a listed address to find: the mail sink's, as a relay's would be.
+BLOCKLIST_ZONE = "dnsbl.drp-lab.test"
+BLOCKLISTED = ("127.0.10.25",)
 # The lab's mail sink: SMTP tickets and order codes land in <lab>/data/mail (a Maildir).
 SMTP_ADDRESS = "127.0.10.25"
 SMTP_PORT = 2525

@@ -38,6 +38,7 @@ from pydantic_core import PydanticCustomError
 from providers.tickets import masked_url
 from runbooks.errors import ConfigError
 from runbooks.secrets import Secret, SecretRef
+from runbooks.watch_config import Watch, watch_problems
 
 Role = Literal["production", "backup_even", "backup_odd", "drp"]
 ROLES: tuple[Role, ...] = ("production", "backup_even", "backup_odd", "drp")
@@ -848,12 +849,16 @@ class Site(_Model):
         default_factory=Timeouts,
         description="How long commands on the hosts may take (defaults suit most sites).",
     )
+    watch: Watch = Field(
+        default_factory=Watch,
+        description="Supervision (`drp watch`): thresholds per probe, alerts, the disaster alarm.",
+    )
 
     _source: Path | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _consistent(self) -> Site:
-        raise_problems(list(_site_problems(self)))
+        raise_problems([*_site_problems(self), *watch_problems(self)])
         return self
 
     @property
