@@ -19,6 +19,7 @@ from flows.cli_ops import (
     return_command,
 )
 from flows.cli_site import status_command, unlock_command
+from flows.cli_watch import watch_command
 
 app = typer.Typer(
     name="drp",
@@ -57,6 +58,7 @@ for name, command in (
     ("report", report_command),
     ("status", status_command),
     ("unlock", unlock_command),
+    ("watch", watch_command),
 ):
     app.command(name, help=_help(command))(command)
 
