@@ -170,6 +170,18 @@ def _print_summary(console: Console, file: Path, site: Site) -> None:
         f"Timeouts: commands {t.command_seconds:g} s, copies {t.copy_seconds:g} s "
         f"(idle {t.copy_idle_seconds:g} s), databases {t.database_seconds:g} s"
     )
+    w = site.watch
+    alarm = (
+        f"starts {w.disaster.deployment}, which waits at its order gate"
+        if w.disaster.start_activation
+        else "a ticket only"
+    )
+    console.print(
+        f"Watch: every {w.interval_seconds:g} s; alert tickets after {w.alerts.after_failures} "
+        f"failed rounds; disaster alarm when production's {', '.join(w.disaster.probes)} are "
+        f"critical for {w.disaster.for_seconds:g} s ({alarm})",
+        highlight=False,
+    )
     refs = _refs_by_reference(site)
     console.print(
         f"Secrets: {len(refs)} reference(s): {escape(', '.join(str(ref) for ref in refs)) or '-'}"

@@ -100,9 +100,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_a_watch_mistake_is_one_line_at_its_file_line_and_field(
-    name: str, tmp_path: Path
-) -> None:
+def test_a_watch_mistake_is_one_line_at_its_file_line_and_field(name: str, tmp_path: Path) -> None:
     added, field, message = CASES[name]
     text = BASE + "watch:\n" + added + "\n"
     path = tmp_path / "site.yaml"
@@ -118,3 +116,13 @@ def test_a_watch_mistake_is_one_line_at_its_file_line_and_field(
         f"{path}:{line}: {field}: {message}",
         f"{path}: 1 problem(s); nothing else was checked",
     ]
+
+
+def test_config_check_says_how_the_site_is_watched() -> None:
+    result = runner.invoke(app, ["config", "check", str(REPO / "config" / "lab.yaml")])
+    assert result.exit_code == 0, result.output
+    assert (
+        "Watch: every 60 s; alert tickets after 3 failed rounds; disaster alarm when "
+        "production's ping, ssh, url are critical for 600 s (starts drp-activate/activate, which "
+        "waits at its order gate)"
+    ) in " ".join(result.stdout.split())
