@@ -201,7 +201,16 @@ def watch_command(
         with Watcher(site, alerts=alerts, start_activation=starter, collector=collector) as w:
             while True:
                 began = time.monotonic()
-                result = w.round()
+                try:
+                    result = w.round()
+                except (DrpError, OSError) as err:
+                    # The alert state or a ticket could not be written: said, and the next
+                    # round tries again (a watch loop never stops on its own).
+                    if once:
+                        raise
+                    errors.print(f"[red]error:[/] {escape(str(err))}", highlight=False)
+                    time.sleep(max(0.0, every - (time.monotonic() - began)))
+                    continue
                 watch = result.watch
                 if as_json:
                     print(json_lines(watch), flush=True)
@@ -221,7 +230,7 @@ def watch_command(
     except KeyboardInterrupt:
         errors.print("stopped", style="dim")
         return
-    except DrpError as err:
+    except (DrpError, OSError) as err:
         raise _fail(str(err)) from None
     finally:
         if server is not None:

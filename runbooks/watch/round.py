@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from urllib.parse import urlsplit
@@ -25,6 +26,16 @@ from runbooks.watch.host_facts import HostFacts, evaluate, gather_argv, parse_se
 from runbooks.watch.records import ProbeRecord, Status, WatchRound
 
 MAX_THREADS = 16
+
+
+@dataclass(frozen=True)
+class Job:
+    """A probe run from the orchestrator, and whom its record is about if it breaks."""
+
+    host: str
+    probe: str
+    target: str
+    run: Callable[[], ProbeRecord]
 
 
 def _bounds(warning: float, unit: str) -> str:
@@ -50,18 +61,21 @@ def gather(site: Site, pool: connect.HostPool, role: Role) -> tuple[list[ProbeRe
     sent_at = time.time()
     try:
         result = pool[role].run(argv, timeout=config.timeout_seconds, on_output=on_output)
-    except SshError as err:
-        seconds = time.monotonic() - started
+    except Exception as err:  # SshError, or the SSH library's own on a broken session
+        if not isinstance(err, SshError):
+            pool[role].close()  # the next round connects again
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        message = text if isinstance(err, SshError) else f"SSH to {name} failed: {text}"
         record = ProbeRecord(
             name,
             "ssh",
             Status.CRITICAL,
-            str(err).splitlines()[0],
+            message,
             None,
             "seconds",
             f"answers; warning > {config.ssh.warning_seconds:g} s",
         )
-        return [record], seconds
+        return [record], time.monotonic() - started
     seconds = time.monotonic() - started
     warn = config.ssh.warning_seconds
     ssh = ProbeRecord(
@@ -154,24 +168,29 @@ def _url_record(
     return ProbeRecord(host, "url", status, message, value, "seconds", threshold, url)
 
 
-def url_jobs(site: Site) -> list[Callable[[], ProbeRecord]]:
+def url_jobs(site: Site) -> list[Job]:
     """The environments' url_checks through production's public address (the service as
     production gives it, whatever DNS says), and the inventory's other URL tests."""
     timeout = site.watch.timeout_seconds
     production = str(site.hosts.production.public_ipv4)
-    jobs: list[Callable[[], ProbeRecord]] = []
+    jobs: list[Job] = []
     for env in site.environments:
         for check in env.url_checks:
             jobs.append(
-                partial(
-                    _url_record,
+                Job(
                     "production",
+                    "url",
                     check.url,
-                    production,
-                    check.expected_status,
-                    check.expected_text,
-                    check.max_seconds,
-                    min(timeout, max(check.max_seconds * 2, 5)),
+                    partial(
+                        _url_record,
+                        "production",
+                        check.url,
+                        production,
+                        check.expected_status,
+                        check.expected_text,
+                        check.max_seconds,
+                        min(timeout, max(check.max_seconds * 2, 5)),
+                    ),
                 )
             )
     for extra in site.watch.urls:
@@ -179,15 +198,20 @@ def url_jobs(site: Site) -> list[Callable[[], ProbeRecord]]:
         host = connect.host_name(via) if via else (urlsplit(extra.url).hostname or "url")
         address = str(site.hosts.by_role()[via].public_ipv4) if via else None
         jobs.append(
-            partial(
-                _url_record,
+            Job(
                 host,
+                "url",
                 extra.url,
-                address,
-                extra.expected_status,
-                extra.expected_text,
-                extra.max_seconds,
-                min(timeout, max(extra.max_seconds * 2, 5)),
+                partial(
+                    _url_record,
+                    host,
+                    extra.url,
+                    address,
+                    extra.expected_status,
+                    extra.expected_text,
+                    extra.max_seconds,
+                    min(timeout, max(extra.max_seconds * 2, 5)),
+                ),
             )
         )
     return jobs
@@ -228,14 +252,15 @@ def _database_record(site: Site, role: Role, env_db: Database) -> ProbeRecord:
     )
 
 
-def database_jobs(site: Site) -> list[Callable[[], ProbeRecord]]:
+def database_jobs(site: Site) -> list[Job]:
     if not site.watch.databases.enabled:
         return []
-    jobs: list[Callable[[], ProbeRecord]] = []
+    jobs: list[Job] = []
     for env in site.environments:
         for db in env.databases:
             for role in ("production", "drp"):
-                jobs.append(partial(_database_record, site, role, db))
+                run = partial(_database_record, site, role, db)
+                jobs.append(Job(connect.host_name(role), "database", f"{db.engine}/{db.name}", run))
     return jobs
 
 
@@ -287,8 +312,17 @@ def _replication_record(site: Site, index: int) -> ProbeRecord:
     )
 
 
-def replication_jobs(site: Site) -> list[Callable[[], ProbeRecord]]:
-    return [partial(_replication_record, site, i) for i in range(len(site.watch.replication))]
+def replication_jobs(site: Site) -> list[Job]:
+    engines = {db.name: db.engine for env in site.environments for db in env.databases}
+    return [
+        Job(
+            connect.host_name(replica.standby),
+            "replication",
+            f"{engines.get(replica.database, '?')}/{replica.database}",
+            partial(_replication_record, site, index),
+        )
+        for index, replica in enumerate(site.watch.replication)
+    ]
 
 
 def _blocklist_record(site: Site, host: str, address: str) -> ProbeRecord:
@@ -328,7 +362,7 @@ def _blocklist_record(site: Site, host: str, address: str) -> ProbeRecord:
     )  # fmt: skip
 
 
-def blocklist_jobs(site: Site) -> list[Callable[[], ProbeRecord]]:
+def blocklist_jobs(site: Site) -> list[Job]:
     config = site.watch.blocklists
     if not config.zones:
         return []
@@ -340,15 +374,25 @@ def blocklist_jobs(site: Site) -> list[Callable[[], ProbeRecord]]:
             targets.append((connect.host_name(role), str(h.public_ipv6)))
     targets += [(str(a), str(a)) for a in config.addresses]
     seen: set[tuple[str, str]] = set()
-    jobs: list[Callable[[], ProbeRecord]] = []
+    jobs: list[Job] = []
     for host, address in targets:
         if (host, address) not in seen:
             seen.add((host, address))
-            jobs.append(partial(_blocklist_record, site, host, address))
+            run = partial(_blocklist_record, site, host, address)
+            jobs.append(Job(host, "blocklist", address, run))
     return jobs
 
 
 # -- the round -----------------------------------------------------------------------------------
+
+
+def _result(job: Job, future: Future[ProbeRecord]) -> ProbeRecord:
+    """A probe's record; a probe that broke is `unknown` (never ok), saying how it broke."""
+    try:
+        return future.result()
+    except Exception as err:
+        message = f"the probe failed: {type(err).__name__}: {err}"
+        return ProbeRecord(job.host, job.probe, Status.UNKNOWN, message, target=job.target)
 
 
 def run_round(site: Site, pool: connect.HostPool) -> WatchRound:
@@ -358,18 +402,18 @@ def run_round(site: Site, pool: connect.HostPool) -> WatchRound:
     watch = WatchRound(site=site.name, started=started_at)
     for role in ROLES:
         pool[role]  # the runners exist before the threads share the pool
-    jobs: list[Callable[[], ProbeRecord]] = [partial(ping_record, site, role) for role in ROLES]
+    jobs = [Job(connect.host_name(r), "ping", "", partial(ping_record, site, r)) for r in ROLES]
     jobs += url_jobs(site) + database_jobs(site) + replication_jobs(site) + blocklist_jobs(site)
     with ThreadPoolExecutor(max_workers=MAX_THREADS, thread_name_prefix="drp-watch") as executor:
         gathered: dict[Role, Future[tuple[list[ProbeRecord], float]]] = {
             role: executor.submit(gather, site, pool, role) for role in ROLES
         }
-        singles = [executor.submit(job) for job in jobs]
+        singles = [(job, executor.submit(job.run)) for job in jobs]
         for role, future in gathered.items():
             records, seconds = future.result()
             watch.records += records
             watch.host_seconds[connect.host_name(role)] = round(seconds, 3)
-        watch.records += [future.result() for future in singles]
+        watch.records += [_result(job, future) for job, future in singles]
     order = {connect.host_name(r): i for i, r in enumerate(ROLES)}
     watch.records.sort(key=lambda r: (order.get(r.host, len(order)), r.host))
     watch.seconds = round(time.monotonic() - started, 3)
