@@ -268,38 +268,71 @@ def _record_id(text: str) -> int:
 
 Handler = Callable[..., tuple[HTTPStatus, Any]]
 
-# Fault injection for tests: while this file exists beside the state file, record writes
-# matching it are answered 500. Its JSON: {"method": "PUT", "pass": 1, "fail": 1}: let `pass`
-# matching writes through, then fail the next `fail` ones (`method` "*": any write). The
-# emulator counts down in the file and removes it when done, so a test sees it consumed.
+# Fault injection for tests: while this file exists beside the state file, writes matching it
+# are answered 500, or held. Its JSON:
+#   {"method": "PUT", "pass": 1, "fail": 1}: let `pass` matching writes through, then answer the
+#       next `fail` ones 500, not applied (`method` "*": any write);
+#   {"method": "PUT", "pass": 1, "stall_seconds": 20}: let `pass` through, then hold the next
+#       matching write `stall_seconds` before it is applied and answered (a slow API: a client
+#       killed meanwhile leaves the zone half-written, and its write lands later); with
+#       "fail": 1 as well, the held write is answered 500 after the wait and never applied
+#       (a gateway timeout). Reads and other writes are served while one is held;
+#   "path": the part of the request's path it applies to, "/record" (the record writes) unless
+#       given: "/refresh" holds or fails the zone's refresh.
+# The emulator counts down in the file and removes it once used (a stall: as soon as the held
+# write starts waiting), so a test sees it consumed; the log says what was injected.
 FAULTS_FILE = "faults.json"
 WRITE_METHODS = ("PUT", "POST", "DELETE")
 
 
-def injected_fault(path: Path | None, method: str, route: str) -> ApiError | None:
-    """The 500 to answer instead of this write, if the faults file asks for one."""
-    if path is None or method not in WRITE_METHODS or "/record" not in route:
+@dataclass(frozen=True)
+class Fault:
+    """What the faults file asks for one write: wait `stall` seconds first, then answer
+    `error` instead of applying it (None: apply it)."""
+
+    stall: float = 0.0
+    error: ApiError | None = None
+
+
+def _injected_500() -> ApiError:
+    return ApiError(
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        {"class": "Server::InternalServerError", "message": "Internal server error (injected)"},
+    )
+
+
+def injected_fault(path: Path | None, method: str, route: str) -> Fault | None:
+    """What to do instead of simply applying this write, if the faults file asks for anything."""
+    if path is None or method not in WRITE_METHODS:
         return None
     try:
         fault = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if fault.get("method", "*") not in ("*", method):
+    if not isinstance(fault, dict) or fault.get("method", "*") not in ("*", method):
+        return None
+    if str(fault.get("path", "/record")) not in route:
         return None
     if int(fault.get("pass", 0)) > 0:
         fault["pass"] = int(fault["pass"]) - 1
         path.write_text(json.dumps(fault))
         return None
+    stall = float(fault.get("stall_seconds", 0))
+    if stall > 0:
+        path.unlink(missing_ok=True)
+        fails = "fail" in fault
+        logger.warning(
+            "injected stall: %s %s held %.1f s, then %s",
+            method, route, stall, "answered 500" if fails else "applied",
+        )  # fmt: skip
+        return Fault(stall, _injected_500() if fails else None)
     left = int(fault.get("fail", 1)) - 1
     if left > 0:
         path.write_text(json.dumps({**fault, "fail": left}))
     else:
         path.unlink(missing_ok=True)
     logger.warning("injected fault: %s %s answered 500", method, route)
-    return ApiError(
-        HTTPStatus.INTERNAL_SERVER_ERROR,
-        {"class": "Server::InternalServerError", "message": "Internal server error (injected)"},
-    )
+    return Fault(error=_injected_500())
 
 
 class ZoneApi:
@@ -362,8 +395,16 @@ class ZoneApi:
                 raise not_found("This service does not exist")
             with self.state.lock:
                 fault = injected_fault(self.faults, method, path)
-                if fault is not None:
-                    raise fault
+                if fault is None:
+                    return handler(query=query, body=body, **params)
+                if not fault.stall and fault.error is not None:
+                    raise fault.error
+            time.sleep(fault.stall)  # held without the zone's lock: reads go on meanwhile
+            logger.warning("held %s %s: %s now", method, path,
+                           "answered 500" if fault.error else "applied")  # fmt: skip
+            if fault.error is not None:
+                raise fault.error
+            with self.state.lock:
                 return handler(query=query, body=body, **params)
         raise not_found("Got an invalid (or empty) URL")
 

@@ -100,11 +100,16 @@ def request_handler(api: ZoneApi) -> type[BaseHTTPRequestHandler]:
                 status = HTTPStatus.INTERNAL_SERVER_ERROR
                 value = {"class": "Server::InternalServerError", "message": "Internal server error"}
             payload = json.dumps(value).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):  # the client left (a held write)
+                self.close_connection = True
+                logger.info("%s %s %d (the client was gone)", method, self.path, status.value)
+                return
             # Headers and bodies may hold keys and signatures: only method, path and status.
             logger.info("%s %s %d", method, self.path, status.value)
 
