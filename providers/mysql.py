@@ -42,6 +42,7 @@ from providers.dbcommon import (
     Password,
     RestoreDecision,
     RestoreResult,
+    absent_argv,
     check_dump_sha256,
     decide_restore,
     free_sibling_path,
@@ -529,9 +530,18 @@ def restore(
     log.info("restore: %s", decision.reason)
     check_dump_sha256(runner, dump_path, expected_sha256)
     marker = state.marker
-    own_partial = marker is not None and not marker.complete and marker.backup_id == backup_id
+    # A load of this operation cut half-way (resumed, maybe under another backup id): what it
+    # holds is drp's own; what it replaced was dumped before that load began.
+    own_partial = (
+        marker is not None
+        and not marker.complete
+        and (marker.backup_id == backup_id or marker.operation_id == operation_id)
+    )
     kept_as = None
-    if state.exists and not own_partial and not state.empty:
+    if own_partial:
+        earlier = safety_dump_path(dump_path, endpoint.dbname, operation_id)
+        kept_as = None if runner.run(absent_argv(earlier), check=False).ok else earlier
+    elif state.exists and not state.empty:
         kept_as = free_sibling_path(
             runner, safety_dump_path(dump_path, endpoint.dbname, operation_id)
         )

@@ -178,9 +178,12 @@ def pg_restore_argv(
     return argv
 
 
-def staging_name(dbname: str, operation_id: str, backup_id: str) -> str:
-    """The database a restore loads into before swapping it in; the same for a retried restore."""
-    digest = hashlib.sha256(f"{operation_id}\0{backup_id}".encode()).hexdigest()[:10]
+def staging_name(dbname: str, operation_id: str) -> str:
+    """The database a restore loads into before swapping it in: one per operation and database,
+    whatever the attempt. A retry finds what an attempt killed half-way left there (its marker
+    says which backup, loaded or not), and reuses it or drops it: callers restore under an id
+    that may change from one attempt to the next (a new dump, a restore "again")."""
+    digest = hashlib.sha256(operation_id.encode()).hexdigest()[:10]
     return scratch_name(dbname, "drp_new", digest)
 
 
@@ -492,7 +495,8 @@ def _prepare_staging(
                 f"{staging.label} exists with {tables} tables but no drp marker; drp uses this "
                 "name for its restores: rename or drop that database, then run again"
             )
-        # An unfinished load of a backup that still exists as a dump file: nothing to keep.
+        # What an earlier attempt of this operation left (a load cut half-way, or another
+        # backup's): nothing to keep, its content is a dump's that still exists.
         _drop_staging(staging, password, maintenance_db)
     _create_database(staging, password, maintenance_db)
     _write_marker(staging, password, marker)
@@ -574,7 +578,6 @@ def restore(
         )
     log.info("restore: %s", decision.reason)
     check_dump_sha256(runner, dump_path, expected_sha256)
-    staging = endpoint.with_dbname(staging_name(endpoint.dbname, operation_id, backup_id))
     started = Marker(
         backup_id=backup_id,
         manifest_digest=manifest_digest,
@@ -591,7 +594,7 @@ def restore(
         _finish_marker(endpoint, pw, started)
         reused, kept_as = False, None
     else:
-        staging = endpoint.with_dbname(staging_name(endpoint.dbname, operation_id, backup_id))
+        staging = endpoint.with_dbname(staging_name(endpoint.dbname, operation_id))
         reused = _prepare_staging(staging, pw, started, maintenance_db)
         if reused:
             log.info("reusing %s, loaded by a previous attempt", staging.dbname)

@@ -231,8 +231,9 @@ class SetMaintenance(Step):
 
     A flag file is its own proof. With commands, drp records on the host that this operation ran
     the enable command (and removes the record when it runs the disable one), so a re-run knows.
-    An operation that lifted its maintenance leaves a note there too: a finished operation run
-    again never enters maintenance a second time."""
+    An operation that lifts its maintenance leaves a note there too, before it lifts it: a
+    finished operation run again, or one resumed after a kill in the middle of the lift, never
+    enters maintenance a second time."""
 
     def __init__(
         self,
@@ -294,6 +295,10 @@ class SetMaintenance(Step):
         runner = self.ctx.pool[self.role]
         flag = self.switch.flag
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        if not self.on:
+            # Noted before it is lifted: a run killed just after lifting it must not find the
+            # maintenance lifted and unrecorded, and enter it again when resumed.
+            aside.write_file(runner, self.lifted_note, f"{stamp}\n")
         if flag:
             argv = (
                 ["sh", "-c", 'mkdir -p -- "$(dirname -- "$1")" && touch -- "$1"', "sh", flag]
@@ -313,7 +318,6 @@ class SetMaintenance(Step):
         if self.on:
             aside.write_file(runner, self.entered_note, f"{stamp}\n")
         else:
-            aside.write_file(runner, self.lifted_note, f"{stamp}\n")
             runner.run(["rm", "-f", "--", self.entered_note], check=False, timeout=60)
         return Applied(how)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from providers import aside
@@ -410,10 +411,34 @@ def return_trees(ctx: OperationContext, environments: list[Environment]) -> list
     return found
 
 
-def _copy(ctx: OperationContext, tree: ReturnTree, *, final: bool) -> CopyTree:
+class PreSync(CopyTree):
+    """A tree's pre-sync: most of its data, copied while the DRP server still serves. Once the
+    DRP server is frozen (a return resumed after its freeze), what is left is the final sync's,
+    which continues its own half-sent file: a pre-sync run again then would send that file
+    whole, during the downtime."""
+
+    def __init__(self, *args: Any, freeze: SetMaintenance, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.freeze = freeze
+
+    def check(self) -> Check:
+        frozen = self.freeze.check()
+        if frozen.done:
+            return Check(True, f"{frozen.reason}: what is left is the final sync's")
+        return super().check()
+
+
+def _copy(
+    ctx: OperationContext,
+    tree: ReturnTree,
+    *,
+    final: bool,
+    freeze: SetMaintenance | None = None,
+) -> CopyTree:
     stage = "final sync" if final else "pre-sync"
     word = "final-sync" if final else "pre-sync"
-    return CopyTree(
+    make = CopyTree if freeze is None else partial(PreSync, freeze=freeze)
+    return make(
         ctx,
         f"{word}-{tree.env.name}-{tree.section}-{tree.name}",
         f"{'Final sync' if final else 'Pre-sync'} {tree.section} {tree.path} of {tree.env.name} "
@@ -447,7 +472,20 @@ def return_runbook(
 ) -> ReturnPlan:
     """Read-only: reads the DRP server and production (dry-run copies) to build the return."""
     trees = return_trees(ctx, environments)
-    copies = [_copy(ctx, t, final=False) for t in trees]
+    # The DRP server's write freeze, per environment: its pre-syncs stop once it is in place.
+    freezes = {
+        env.name: SetMaintenance(
+            ctx,
+            env,
+            SOURCE,
+            on=True,
+            phase=31,
+            proves=Milestone.FROZEN,
+            purpose="write freeze: downtime starts",
+        )
+        for env in environments
+    }
+    copies = [_copy(ctx, t, final=False, freeze=freezes[t.env.name]) for t in trees]
     to_move = 0
     for copy in copies:
         plan = plan_copy(ctx.pool.copying(TARGET), copy.endpoint, copy.dest, copy.options)
@@ -475,17 +513,7 @@ def return_runbook(
                 ctx, env, TARGET, on=True, phase=30, purpose="before anything is restored there"
             )
         )
-        steps.append(
-            SetMaintenance(
-                ctx,
-                env,
-                SOURCE,
-                on=True,
-                phase=31,
-                proves=Milestone.FROZEN,
-                purpose="write freeze: downtime starts",
-            )
-        )
+        steps.append(freezes[env.name])
     steps += [_copy(ctx, t, final=True) for t in trees]
     for env in environments:
         steps += [MoveDatabase(ctx, env, db) for db in env.databases]

@@ -98,7 +98,9 @@ def test_a_failed_load_keeps_the_old_content_and_a_retry_finishes(
     assert drp.run(["test", "-f", kept], check=False).ok
 
     done = _restore(drp, db, target, "b2")
-    assert done.kept_as is None  # the partial load was this backup's own: nothing to keep
+    # The partial load was this operation's own: nothing more to keep, and the retry names
+    # the dump that kept what the load replaced.
+    assert done.kept_as == kept
     assert "unfinished" not in done.reason
     assert my.table_counts(target, db.password) == dumped.table_counts
     marker = my.read_marker(target, db.password)
