@@ -1,7 +1,8 @@
 """What the flow tests share: the lab inventory, what a user can observe, and running a flow.
 
 Flows run in a thread of the test process (answered through the resume API, as the UI does) or
-as the `drp` command line in a subprocess, against the session's Prefect server.
+as the `drp` command line in a subprocess, against the session's Prefect server; a subprocess
+can be killed (SIGKILL, its whole process group) at a moment seen from outside, as a crash would.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import contextvars
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -21,15 +24,20 @@ from uuid import UUID
 import dns.message
 import dns.query
 import httpx
+import psycopg
+import pymysql
+import yaml
 
 from lab import topology
 from runbooks import connect
-from runbooks.inventory import Site
+from runbooks.inventory import Site, expand_environment
 
 LAB_CONFIG = topology.REPO_ROOT / "config" / "lab.yaml"
 PRODUCTION = topology.host("production").address
 DRP = topology.host("drp").address
 NAMES = (topology.ZONE + ".", f"www.{topology.ZONE}.")
+FLAG = topology.APP_MAINTENANCE_FLAG
+WWW = topology.APP_FILES_DIR
 
 
 # -- the lab -----------------------------------------------------------------------------------
@@ -48,6 +56,38 @@ def ensure_backups(site: Site) -> None:
         assert done.returncode == 0, done.stdout + done.stderr
 
 
+def lab_inventory(directory: Path, provider: str) -> Path:
+    """config/lab.yaml, its local paths absolute, with the DNS provider asked for."""
+    data = yaml.safe_load(LAB_CONFIG.read_text())
+    base = LAB_CONFIG.parent
+
+    def absolute(value: str) -> str:
+        value = expand_environment(value)
+        return value if Path(value).is_absolute() else str((base / value).resolve())
+
+    data["env_file"] = absolute(data["env_file"])
+    data["known_hosts"] = absolute(data["known_hosts"])
+    for host in data["hosts"].values():
+        host["key"] = absolute(host["key"])
+    for backend in data["tickets"]:
+        if "path" in backend:  # a ticket file
+            backend["path"] = absolute(backend["path"])
+    if provider == "rfc2136":
+        data["dns"] = {
+            "provider": "rfc2136",
+            "server": topology.DNS_ADDRESS,
+            "port": topology.DNS_PORT,
+            "tsig_key_name": topology.TSIG_KEY_NAME,
+            "tsig_algorithm": topology.TSIG_ALGORITHM,
+            "tsig_secret": "env:DRP_LAB_TSIG_SECRET",
+            "zones": [topology.ZONE],
+            "nameservers": [{"address": topology.DNS_ADDRESS, "port": topology.DNS_PORT}],
+        }
+    path = directory / f"lab-{provider}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 def drp_cli(api_url: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """`drp ARGS...` in a subprocess, against the session's Prefect server."""
     return subprocess.run(
@@ -58,6 +98,79 @@ def drp_cli(api_url: str, *args: str, timeout: float = 600) -> subprocess.Comple
         check=False,
         env={**os.environ, "PREFECT_API_URL": api_url},
     )
+
+
+def start_cli(api_url: str, log: Path, *args: str) -> subprocess.Popen[str]:
+    """`drp ARGS...` started in a session of its own (so that its whole process group can be
+    killed), its output appended to `log`."""
+    with log.open("a") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PREFECT_API_URL": api_url},
+            start_new_session=True,
+        )
+
+
+def kill_when(
+    process: subprocess.Popen[str], ready: Callable[[], Any], what: str, timeout: float = 240
+) -> None:
+    """SIGKILL the process's whole group (drp and everything it runs here) once `ready()`."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, f"drp ended before {what}"
+        assert time.monotonic() < deadline, f"never saw {what}"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def host_processes(user: str) -> list[tuple[int, str]]:
+    """(pid, command line) of every process of a lab host's unix user, read from /proc (fast
+    enough to be polled every few milliseconds, to catch a command that lasts a fraction of a
+    second)."""
+    import pwd
+
+    uid = pwd.getpwnam(user).pw_uid
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+            cmdline = Path(entry.path, "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        if cmdline:
+            found.append((int(entry.name), cmdline.rstrip(b"\0").replace(b"\0", b" ").decode()))
+    return found
+
+
+def running_on(site: Site, role: str, pattern: str) -> bool:
+    """A process of the host's unix user whose command line matches `pattern` (a regex)."""
+    user = connect.host(site, role).user  # type: ignore[arg-type]
+    return any(re.search(pattern, cmdline) for _, cmdline in host_processes(user))
+
+
+def activate(api_url: str, inventory: Path, op: str) -> None:
+    """A whole activation from the command line, ordered with --order-by."""
+    done = drp_cli(api_url, "activate", "-c", str(inventory), "--operation-id", op,
+                   "--order-by", "Jane Doe", "--reference", "1STKYC-70",
+                   "--acknowledge-data-loss")  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert knot_answers() == {name: [DRP] for name in NAMES}
+
+
+def report_steps(reports: Path, op: str) -> dict[str, str]:
+    """Step -> outcome, as the operation's report file says now (empty while there is none)."""
+    try:
+        data = json.loads((reports / f"{op}.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return {r["step"]: r["outcome"] for r in data.get("timeline", [])}
 
 
 # -- what a user can observe -------------------------------------------------------------------
@@ -96,6 +209,108 @@ def drp_state(site: Site) -> dict[str, Any]:
         state = engine.read_state(endpoint, password)
         databases[db.name] = (state.exists, state.tables, state.marker)
     return {"files": listing, "databases": databases}
+
+
+def pg(site: Site, role: str) -> psycopg.Connection[Any]:
+    """The environment's PostgreSQL database on one side."""
+    db = site.environments[0].databases[0]
+    endpoint = connect.db_endpoint(site, db, role)  # type: ignore[arg-type]
+    return psycopg.connect(
+        host=endpoint.address, port=endpoint.port, user=endpoint.user, dbname=db.name,
+        password=connect.database_password(site, db).reveal(), autocommit=True,
+    )  # fmt: skip
+
+
+def my(site: Site, role: str) -> Any:
+    """The environment's MySQL database on one side."""
+    db = site.environments[0].databases[1]
+    endpoint = connect.db_endpoint(site, db, role)  # type: ignore[arg-type]
+    return pymysql.connect(
+        host=endpoint.address, port=endpoint.port, user=endpoint.user, database=db.name,
+        password=connect.database_password(site, db).reveal(), autocommit=True,
+    )  # fmt: skip
+
+
+def rows(site: Site, role: str) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows that the DRP side's writes touch, as each side holds them."""
+    with pg(site, role) as conn:
+        users = conn.execute(
+            "SELECT id, email FROM users WHERE id >= 900000 ORDER BY id"
+        ).fetchall()
+        count = conn.execute("SELECT count(*) FROM users").fetchone()
+    shop = my(site, role)
+    with shop.cursor() as cursor:
+        cursor.execute("SELECT id, sku FROM products WHERE id >= 900000 ORDER BY id")
+        products = list(cursor.fetchall())
+        cursor.execute("SELECT count(*) FROM products")
+        products_count = cursor.fetchone()
+    shop.close()
+    return {"users": [*users, count], "products": [*products, products_count]}
+
+
+def files(site: Site, role: str, path: str) -> dict[str, str]:
+    """name -> sha256 of every file under `path` on the host (the web root's cache/ aside)."""
+    with connect.HostPool(site) as pool:
+        out = (
+            pool[role]
+            .run(
+                [
+                    "sh",
+                    "-c",
+                    'cd "$1" && find . -type f ! -path "./cache/*" -exec sha256sum {} +',
+                    "sh",
+                    path,
+                ],
+                check=False,
+            )
+            .stdout
+        )
+    pairs = (line.split(None, 1) for line in out.splitlines())
+    return {name.strip().removeprefix("./"): digest for digest, name in pairs}
+
+
+def exists(site: Site, role: str, path: str) -> bool:
+    with connect.HostPool(site) as pool:
+        return pool[role].run(["test", "-e", path], check=False).ok
+
+
+def write_on_drp(site: Site) -> int:
+    """What customers do while the DRP server serves: rows and files added, changed, deleted.
+    Returns the first id of the rows added (new ones at each call)."""
+    first = 900_000 + int(time.time() * 10) % 10_000_000
+    with pg(site, "drp") as conn:
+        conn.execute(
+            "INSERT INTO users (id, email, full_name, password_hash, created_at, active) "
+            "VALUES (%s, %s, 'New One', 'x', now(), true), (%s, %s, 'New Two', 'x', now(), true)",
+            (first, f"new{first}@drp.test", first + 1, f"new{first + 1}@drp.test"),
+        )
+    shop = my(site, "drp")
+    with shop.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO products (id, sku, name, price_cents, stock) "
+            "VALUES (%s, %s, 'Written on DRP', 1999, 3)",
+            (first, f"DRP-{first}"),
+        )
+    shop.close()
+    # A file both sides held before the outage, deleted on the DRP server during it.
+    victim = f"uploads/victim-{first}.txt"
+    with connect.HostPool(site) as pool:
+        for role in ("production", "drp"):
+            pool[role].run(["sh", "-c", 'mkdir -p "$(dirname "$1")" && echo before > "$1"',
+                            "sh", f"{WWW}/{victim}"])  # fmt: skip
+        script = (
+            'cd "$1" && echo "written during the outage" > drp-new.txt '
+            '&& echo "changed during the outage" >> index.html && rm -- "$2" '
+            '&& printf %s "$2" > ../deleted-name'
+        )
+        pool["drp"].run(["sh", "-c", script, "sh", WWW, victim])
+    return first
+
+
+def big_file_on_drp(site: Site, name: str) -> None:
+    """A 6 MB file in the DRP server's web root: enough that a rate-limited copy takes seconds."""
+    with connect.HostPool(site) as pool:
+        pool["drp"].run(["sh", "-c", f"head -c 6000000 /dev/urandom > {WWW}/{name}"])
 
 
 def web_page(address: str) -> str:
