@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
 from collections.abc import Callable
 
@@ -64,7 +65,13 @@ for name, command in (
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # Once a command is done, the interpreter's last garbage collections over the objects
+        # of ~2,000 modules (Prefect's) take about 0.5 s of the exit. Nothing needs them: the
+        # atexit handlers (Prefect sends its last logs there) and the flushes still run.
+        gc.freeze()
 
 
 if __name__ == "__main__":

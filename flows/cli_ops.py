@@ -209,10 +209,11 @@ class TerminalGate:
         self.order_by, self.reference, self.acknowledge = order_by, reference, acknowledge
         self.stop = threading.Event()
 
-    def __call__(self, flow_run_id: UUID, plan_hash: str, brief: str) -> None:
+    def __call__(self, flow_run_id: UUID, plan_hash: str, brief: str) -> bool:
         threading.Thread(
             target=self._answer, args=(flow_run_id, plan_hash, brief), daemon=True
         ).start()
+        return bool(self.order_by)  # answered at once, from the options
 
     def _answer(self, flow_run_id: UUID, plan_hash: str, brief: str) -> None:
         paused = _gate().wait_until_paused(lambda: flow_run_id, self.stop.is_set)

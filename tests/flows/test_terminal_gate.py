@@ -84,7 +84,7 @@ def test_drill_order_answered_at_the_terminal_prompt(lab, tmp_path: Path) -> Non
             [sys.executable, "-m", "flows.cli", "backup", "run", "-c", str(LAB_CONFIG)],
             check=True, capture_output=True, timeout=300, env=env,
         )  # fmt: skip
-    op = "drill-terminal-1"
+    op = f"drill-terminal-{time.strftime('%Y%m%d%H%M%S')}"  # records stay on the DRP host
     terminal = Terminal(
         [sys.executable, "-m", "flows.cli", "drill", "-c", str(LAB_CONFIG), "--operation-id", op],
         env,
