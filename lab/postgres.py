@@ -22,10 +22,13 @@ from lab.daemons import Daemon
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PASSWORD_NAME = "DRP_LAB_PG_PASSWORD"
 
-PG_HBA = """\
+# A standby of a lab cluster (lab.replica) streams from it over loopback.
+REPLICATION_HBA = "host    replication   all   127.0.0.0/8   scram-sha-256"
+PG_HBA = f"""\
 # drp lab: password (SCRAM) logins only, from the socket or any loopback address.
 local   all   all                 scram-sha-256
 host    all   all   127.0.0.0/8   scram-sha-256
+{REPLICATION_HBA}
 """
 
 
@@ -58,7 +61,9 @@ def initdb_argv(pgdata: Path, pwfile: Path) -> list[str]:
     ]
 
 
-def postgres_argv(pgdata: Path, address: str, sockets: Path) -> list[str]:
+def postgres_argv(
+    pgdata: Path, address: str, sockets: Path, port: int = topology.PG_PORT
+) -> list[str]:
     return [
         str(PG_BIN / "postgres"),
         "-D",
@@ -66,7 +71,7 @@ def postgres_argv(pgdata: Path, address: str, sockets: Path) -> list[str]:
         "-c",
         f"listen_addresses={address}",
         "-c",
-        f"port={topology.PG_PORT}",
+        f"port={port}",
         "-c",
         f"unix_socket_directories={sockets}",
         "-c",

@@ -134,7 +134,7 @@ def postgres_senders(primary: DbEndpoint, password: Password, timeout: float = 5
     with _pg(primary, password, timeout) as conn:
         try:
             rows = conn.execute(
-                "SELECT coalesce(client_addr::text, 'local'), application_name, state, "
+                "SELECT coalesce(host(client_addr), 'local'), application_name, state, "
                 "EXTRACT(EPOCH FROM replay_lag) FROM pg_stat_replication"
             ).fetchall()
         except psycopg.Error as err:

@@ -312,7 +312,9 @@ class ReplicationWatch(_Pair):
         ("warning_lag_seconds", "critical_lag_seconds", False),
     )
     database: str = Field(description="The database's name, as in environments[].databases.")
-    primary: Role = Field(default="production", description="Host (role) of the primary.")
+    primary: Literal["production", "drp"] = Field(
+        default="production", description="Host (role) of the primary: production or drp."
+    )
     standby: Role = Field(default="drp", description="Host (role) of the standby.")
     standby_address: str | None = Field(
         default=None,

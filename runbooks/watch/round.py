@@ -291,13 +291,24 @@ def _replication_record(site: Site, index: int) -> ProbeRecord:
         return ProbeRecord(
             name, "replication", Status.CRITICAL, str(err), None, "seconds", threshold, target
         )
+    detail = state.detail
+    if db.engine == "postgresql":
+        # What the primary says of its standbys, when it answers (production may be the loss).
+        primary = connect.db_endpoint(
+            site, db, "production" if replica.primary == "production" else "drp"
+        )
+        try:
+            senders = db_health.postgres_senders(primary, password, timeout)
+            detail += f"; {primary.label} streams to " + (", ".join(senders) or "no standby")
+        except db_health.HealthError:
+            pass
     if not state.replicating:
         return ProbeRecord(
-            name, "replication", Status.CRITICAL, state.detail, None, "seconds", threshold, target
+            name, "replication", Status.CRITICAL, detail, None, "seconds", threshold, target
         )
     if state.lag_seconds is None:
         return ProbeRecord(
-            name, "replication", Status.UNKNOWN, state.detail, None, "seconds", threshold, target
+            name, "replication", Status.UNKNOWN, detail, None, "seconds", threshold, target
         )
     lag = state.lag_seconds
     status = (
@@ -308,7 +319,7 @@ def _replication_record(site: Site, index: int) -> ProbeRecord:
         else Status.OK
     )
     return ProbeRecord(
-        name, "replication", status, state.detail, round(lag, 3), "seconds", threshold, target
+        name, "replication", status, detail, round(lag, 3), "seconds", threshold, target
     )
 
 

@@ -205,3 +205,30 @@ def test_the_metrics_endpoint_is_scraped_and_parsed_as_openmetrics(lab, tmp_path
     assert families["drp_watch_round_duration_seconds"].samples[0].value > 0
     # The same metrics in node_exporter's textfile format.
     assert "drp_probe_status{" in textfile.read_text()
+
+
+def test_a_postgresql_replica_on_the_drp_host_shows_its_lag(lab, tmp_path: Path) -> None:
+    from lab import replica
+
+    config = inventory(
+        tmp_path,
+        (
+            "\nwatch:\n",
+            "\nwatch:\n  replication:\n"
+            f"    - {{database: app_users, standby: drp, standby_port: {replica.PORT}}}\n",
+        ),
+    )
+    site = load_site(config)
+    with lab.exclusive(), connect.HostPool(site) as pool:
+        with replica.running(lab.paths, lab.secrets):
+            following = run_round(site, pool).of("drp", "replication")
+        gone = run_round(site, pool).of("drp", "replication")
+
+    [record] = following
+    assert record.target == "postgresql/app_users"
+    assert record.status is Status.OK, record.message
+    assert record.value is not None and record.value < 60  # seconds behind production
+    assert "; production/app_users streams to 127.0.0.1 walreceiver (streaming" in record.message
+    [stopped] = gone
+    assert stopped.status is Status.CRITICAL
+    assert f"127.0.10.4:{replica.PORT}" in stopped.message
