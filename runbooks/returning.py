@@ -427,6 +427,18 @@ class PreSync(CopyTree):
             return Check(True, f"{frozen.reason}: what is left is the final sync's")
         return super().check()
 
+    def verify(self) -> Check:
+        """The DRP server still serves: what customers wrote since the copy began is the final
+        sync's to bring (it checks every file, under the freeze), not a failed pre-sync."""
+        plan = self._plan(self._options())
+        if plan.up_to_date:
+            return Check(True, f"{self.where} matches {self.source.label}")
+        return Check(
+            True,
+            f"{self.where} holds what {self.source.label} held when the copy began; changed "
+            f"there since, for the final sync: {plan.summary()}",
+        )
+
 
 def _copy(
     ctx: OperationContext,
