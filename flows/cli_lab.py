@@ -147,8 +147,10 @@ def up(files_mb: FilesMb = None, rows: Rows = None, as_json: JsonOutput = False)
                 f"started {len(status.started)} daemons in {status.seconds:.1f} s: "
                 + ", ".join(status.started)
             )
-        else:
+        elif status.all_running:
             console.print(f"lab already running, nothing to start ({status.seconds:.1f} s)")
+        else:
+            console.print(f"nothing started ({status.seconds:.1f} s): see above")
     _show(status, as_json)
     if not status.all_running:
         raise typer.Exit(code=1)

@@ -49,7 +49,7 @@ from lab import seed as seeding
 from lab.daemons import Daemon
 from lab.errors import LabError
 from lab.secrets import ensure_secrets
-from lab.supervisor import RunRecord, Supervisor
+from lab.supervisor import Launched, RunRecord, Supervisor
 
 LOCK_TIMEOUT_S = 600.0
 EMPTY_DATABASES_MARKER = "app-databases.created"
@@ -444,9 +444,14 @@ def _up(
     if shared:
         notes.insert(0, shared)
     sup = Supervisor(paths)
-    # The Prefect server takes longest to answer (7-20 s: its imports, its database): it starts
-    # first and comes up while the rest is set up; it is waited for last.
-    orchestrator = sup.launch([prefect_server.prefect_daemon(paths, secrets)])
+    # The Prefect server takes longest to answer (3-20 s: its imports, its database): it starts
+    # first and comes up while the rest is set up; it is waited for last. If it cannot start,
+    # the rest of the lab still comes up: the status shows it stopped and a note says why.
+    orchestrator: Launched | None = None
+    try:
+        orchestrator = sup.launch([prefect_server.prefect_daemon(paths, secrets)])
+    except LabError as err:
+        notes.append(f"the lab's Prefect server is not running: {err}")
     notes += _init_databases(paths, secrets)
     hosts = sup.start(host_daemons(paths, secrets))
     notes += _seed(paths, secrets, files_mb, rows)
@@ -455,9 +460,13 @@ def _up(
         result = sup.start([daemon])
         started += result.started
         already += result.already_running
-    result = sup.wait(orchestrator)
-    started += result.started
-    already += result.already_running
+    if orchestrator is not None:
+        try:
+            result = sup.wait(orchestrator)
+            started += result.started
+            already += result.already_running
+        except LabError as err:
+            notes.append(f"the lab's Prefect server is not running: {err}")
     final = status(paths)
     final.started, final.already_running, final.notes = started, already, notes
     final.seconds = round(time.monotonic() - started_at, 2)
