@@ -11,8 +11,8 @@ import sys
 SCRIPT = """
 import importlib, pkgutil, sys
 import runbooks
-for module in pkgutil.iter_modules(runbooks.__path__):
-    importlib.import_module("runbooks." + module.name)
+for module in pkgutil.walk_packages(runbooks.__path__, "runbooks."):
+    importlib.import_module(module.name)  # packages' modules too (runbooks.watch.*)
 print(sorted({name.split(".")[0] for name in sys.modules if name.split(".")[0] == "prefect"}))
 """
 
