@@ -273,13 +273,25 @@ class SetMaintenance(Step):
     def _there(self, paths: list[str]) -> dict[str, bool]:
         return aside.probe(self.ctx.pool[self.role], paths)
 
+    def _flag_time(self) -> datetime | None:
+        """When the flag file was made (what dates the milestone it proves), if it can be read."""
+        flag = self.switch.flag or ""
+        result = self.ctx.pool[self.role].run(
+            ["stat", "-c", "%Y", "--", aside.normalize_path(flag)], check=False, timeout=60
+        )
+        try:
+            return datetime.fromtimestamp(int(result.stdout.strip()), UTC)
+        except ValueError:
+            return None
+
     def check(self) -> Check:
         flag = self.switch.flag
         paths = [p for p in (flag, self.entered_note, self.lifted_note) if p]
         there = self._there(paths)
         active = there[flag] if flag else there[self.entered_note]
         if self.on and active:
-            return Check(True, f"{self.env.name} is in maintenance on {self.name}")
+            since = self._flag_time() if flag and self.proves is not None else None
+            return Check(True, f"{self.env.name} is in maintenance on {self.name}", since=since)
         if self.on and there[self.lifted_note]:
             return Check(
                 True,

@@ -292,8 +292,9 @@ class OperationRun:
                     continue
                 self.report.add(record)
                 self.log.info("%s: %s — %s", step.title, record.outcome.value, record.reason)
-                if step.proves is not None and self.report.reach(step.proves, record.ended):
-                    self.log.info("Milestone %s reached at %s", step.proves.value, record.ended)
+                at = _milestone_time(record)
+                if step.proves is not None and self.report.reach(step.proves, at):
+                    self.log.info("Milestone %s reached at %s", step.proves.value, at)
                 self.save(self.report)
             if failures:
                 raise failures[0]
@@ -338,3 +339,15 @@ class OperationRun:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _milestone_time(record: StepRecord) -> datetime:
+    """When a step's success proves its milestone: when it ended, or, for a step found done,
+    when the world says its state came about (a resume must not move the milestone later)."""
+    since = record.details.get("since")
+    if not since:
+        return record.ended
+    try:
+        return min(record.ended, datetime.fromisoformat(str(since)))
+    except ValueError:
+        return record.ended

@@ -65,6 +65,9 @@ class Check:
     done: bool
     reason: str
     checked: bool = True
+    # When the state came about, as the world says (a flag file's time): a milestone proved by
+    # a step found done (a resume after a kill) dates from then, not from the resume.
+    since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,10 @@ class Step(ABC):
             return record(Outcome.PASSED, state.reason)
         if state.done:
             self.log.info("skip: %s", state.reason)
-            return record(Outcome.SKIPPED, state.reason)
+            skipped = record(Outcome.SKIPPED, state.reason)
+            if state.since is not None:
+                skipped.details["since"] = state.since.isoformat()
+            return skipped
         if dry_run:
             changes = "; ".join(f"{c.action} {c.target}" for c in self.describe())
             return record(Outcome.WOULD_APPLY, f"would {changes}" if changes else state.reason)

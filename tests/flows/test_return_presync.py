@@ -36,3 +36,23 @@ def test_a_write_on_the_serving_drp_server_during_the_pre_sync_is_left_to_the_fi
     finally:
         prepared.ctx.pool["drp"].run(["rm", "-f", "--", upload])
         prepared.close()
+
+
+def test_a_freeze_found_in_place_dates_the_downtime_from_its_flag(lab) -> None:
+    """A return killed just after freezing the DRP server: its resume finds the flag, and the
+    downtime starts when the flag was made, not when the resume found it."""
+    from datetime import UTC, datetime
+
+    from lab import topology
+
+    site = load_site(LAB_CONFIG)
+    prepared = prepare_return(site, f"return-freeze-{secrets.token_hex(3)}", None)
+    drp = prepared.ctx.pool["drp"]
+    try:
+        drp.run(["sh", "-c", f"touch -d '2026-01-02 03:04:05 UTC' {topology.APP_MAINTENANCE_FLAG}"])
+        freeze = next(s for s in prepared.runbook.steps if s.key == "maintenance-on-app-drp")
+        found = freeze.check()
+        assert found.done and found.since == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    finally:
+        drp.run(["rm", "-f", "--", topology.APP_MAINTENANCE_FLAG])
+        prepared.close()

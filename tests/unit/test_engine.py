@@ -340,3 +340,29 @@ def test_a_resume_keeps_the_failed_attempt_and_the_earlier_outcome_in_the_histor
     failed = [h["failed_step"] for h in report.history if "failed_step" in h]
     assert failed and failed[0]["step"] == "a" and "cannot be set" in failed[0]["reason"]
     assert report.data["history"] == report.history
+
+
+class FoundFrozen(SetValue):
+    """A freeze already in place when the step runs (a run killed after making it): the world
+    says since when."""
+
+    def __init__(self, world: World, since: datetime) -> None:
+        super().__init__(world, "freeze", "on", phase=30, proves=Milestone.FROZEN)
+        self.since = since
+
+    def check(self) -> Check:
+        done = self.world.values.get(self.key) == self.value
+        return Check(done, "frozen", since=self.since if done else None)
+
+
+def test_a_milestone_found_done_on_resume_dates_from_when_the_world_says() -> None:
+    """Killed right after the freeze was made: the resume finds it, and the downtime starts
+    when the freeze was made, not when the resume saw it."""
+    world = World()
+    made = datetime.now(UTC) - timedelta(minutes=7)
+    world.values["freeze"] = "on"
+    run, findings, _ = make_run(world, [FoundFrozen(world, made)])
+    run.run(findings, gate=lambda plan_hash: order(plan_hash=plan_hash))
+    [record] = [r for r in run.report.timeline if r.step == "freeze"]
+    assert record.outcome.value == "skipped"
+    assert run.report.frozen_at == made

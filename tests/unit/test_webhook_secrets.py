@@ -33,7 +33,9 @@ runner = CliRunner()
 
 def inventory(tmp_path: Path, url: str) -> Path:
     text = (REPO / "config" / "lab.yaml").read_text()
-    text += f"  - type: webhook\n    url: {url}\n"
+    webhook = f"tickets:\n  - type: webhook\n    url: {url}\n"
+    assert text.count("\ntickets:\n") == 1
+    text = text.replace("\ntickets:\n", "\n" + webhook, 1)  # the first ticket backend
     path = tmp_path / "lab.yaml"
     path.write_text(text)
     return path
