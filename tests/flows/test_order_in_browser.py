@@ -161,7 +161,7 @@ def _field(dialog: Any, label: str) -> Any:
 def _open_form(page: Any) -> Any:
     page.get_by_role("button", name="Resume").click()
     dialog = page.get_by_role("dialog")
-    dialog.get_by_text("will be lost").wait_for()
+    dialog.get_by_text("will be lost").first.wait_for()  # the brief, then the field too
     return dialog
 
 

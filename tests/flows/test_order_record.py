@@ -46,10 +46,22 @@ def answer(plan_hash: str, **extra: Any) -> dict[str, Any]:
 
 
 def edit_order(site: Site, op: str, change: Any) -> None:
+    """Someone edits the stored order: in the operation's record on the DRP host (where a
+    resume reads it) and in the orchestrator's copy."""
+    from providers import aside
+    from runbooks import connect, records
+
     path = Path(reports_dir(site)) / f"{op}.json"
     data = json.loads(path.read_text())
     change(data["order"])
     path.write_text(json.dumps(data))
+    with connect.HostPool(site) as pool:
+        remote = records.record_path(op)
+        text = aside.read_file(pool["drp"], remote)
+        assert text is not None, f"no record of {op} on the DRP host"
+        data = json.loads(text)
+        change(data["order"])
+        aside.write_file(pool["drp"], remote, json.dumps(data))
 
 
 def test_the_order_is_signed_its_channel_recorded_and_a_changed_one_asked_again(site, lab) -> None:
