@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,19 +22,14 @@ from flow_helpers import (
     PRODUCTION,
     WWW,
     activate,
-    big_file_on_drp,
     drp_cli,
     ensure_backups,
     exists,
     files,
-    kill_when,
     knot_answers,
     lab_inventory,
     pg,
-    report_steps,
     rows,
-    running_on,
-    start_cli,
     write_on_drp,
 )
 
@@ -173,55 +167,3 @@ def test_a_record_changed_by_someone_stops_the_switch_back_unless_forced(
 
 
 # -- kill and resume --------------------------------------------------------------------------
-def _start_return(
-    api_url: str, inventory: Path, op: str, log: Path, *extra: str
-) -> subprocess.Popen[str]:
-    return start_cli(api_url, log, "return", "-c", str(inventory), "--operation-id", op,
-                     "--order-by", "Jane Doe", "--reference", "1STKYC-73", *extra)  # fmt: skip
-
-
-def test_a_return_killed_in_each_copy_finishes_when_run_again(
-    reports: Path, prefect_server, tmp_path: Path, lab_as_found
-) -> None:
-    """Killed during the pre-sync, during the final sync and during a database's move: each
-    run goes on from where the last one stopped; production stays in maintenance meanwhile."""
-    inventory = lab_inventory(tmp_path, "ovh")
-    site = load_site(inventory)
-    stamp = int(time.time()) % 100000
-    activate(prefect_server.api_url, inventory, f"activate-kill-{stamp}")
-    write_on_drp(site)
-    big_file_on_drp(site, "drp-big-1.bin")
-    op, log = f"return-kill-{stamp}", tmp_path / "return.log"
-    copying = "^rsync .*progress2"  # a copy (dry runs, which only check, have no progress)
-
-    # 1. Killed during the pre-sync (before the freeze: the DRP server still serves).
-    run = _start_return(prefect_server.api_url, inventory, op, log, "--bwlimit", "2000")
-    kill_when(run, lambda: running_on(site, "production", copying), "the pre-sync")
-    assert not exists(site, "drp", FLAG)
-    # 2. Run again; stopped once the pre-sync is done, while customers still write on DRP.
-    run = _start_return(prefect_server.api_url, inventory, op, log)
-    presync = [f"pre-sync-app-{s}" for s in ("files-www", "configs-config")]
-    kill_when(run, lambda: all(report_steps(reports, op).get(k) for k in presync),
-              "the end of the pre-sync")  # fmt: skip
-    big_file_on_drp(site, "drp-big-2.bin")  # written after the pre-sync: the final sync's job
-    # 3. Killed during the final sync (the DRP server frozen, production in maintenance).
-    run = _start_return(prefect_server.api_url, inventory, op, log, "--bwlimit", "2000")
-    kill_when(run, lambda: exists(site, "drp", FLAG) and running_on(site, "production", copying),
-              "the final sync")  # fmt: skip
-    assert exists(site, "production", FLAG)
-    drp_rows, drp_files = rows(site, "drp"), files(site, "drp", WWW)
-    # 4. Killed while a database crosses from the DRP server to production.
-    run = _start_return(prefect_server.api_url, inventory, op, log, "--bwlimit", "300")
-    kill_when(run, lambda: running_on(site, "production", "^rsync .*/databases/"),
-              "a database move")  # fmt: skip
-    assert exists(site, "production", FLAG)  # in maintenance while half-restored
-
-    # 5. The last run finishes the job.
-    run = _start_return(prefect_server.api_url, inventory, op, log)
-    assert run.wait(timeout=600) == 0, log.read_text()[-4000:]
-    assert rows(site, "production") == drp_rows
-    assert files(site, "production", WWW) == drp_files
-    assert knot_answers() == {name: [PRODUCTION] for name in NAMES}
-    assert not exists(site, "production", FLAG)
-    report = load_report(reports, op)
-    assert report.outcome == "succeeded" and report.downtime_seconds is not None
