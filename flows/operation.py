@@ -151,7 +151,10 @@ def _run_operation(
         [step for step, _, _ in prepared.preflight],
         prepared.steps,
         done=_done(kind, cleanup),
-        backups=_backups(prepared.operation),
+        # The first run's choice stays recorded even when its sets are gone (named above).
+        backups=report.backups
+        if prepared.operation.selection.gone
+        else _backups(prepared.operation),
         data_loss_at=lambda moment: _data_loss_at(prepared.operation, moment),
     )
     findings = [PreflightFinding(step, record, why) for step, record, why in prepared.preflight]

@@ -284,7 +284,8 @@ class OperationRun:
                         record = self._confirm_cached(step, record)
                 except Exception as err:  # any error of a step is that step's failure
                     now = datetime.now(UTC)
-                    why = str(err) or type(err).__name__
+                    # The timeline shows the title beside the reason: not twice.
+                    why = (str(err) or type(err).__name__).removeprefix(f"{step.title}: ")
                     record = StepRecord(step.key, step.title, Outcome.FAILED, why, now, now)
                     failures.append(err)
                     self.report.add(record)
