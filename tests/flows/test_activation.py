@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -40,6 +41,9 @@ from runbooks.report import load_report
 from runbooks.services import dns_provider, reports_dir
 
 pytestmark = [pytest.mark.lab, pytest.mark.prefect]
+# Operation records stay on the lab's DRP host between sessions: a fixed id would find the
+# order an earlier session gave, and go on without asking.
+RUN = secrets.token_hex(3)
 
 
 # -- fixtures ----------------------------------------------------------------------------------
@@ -73,14 +77,14 @@ def test_refused_order_changes_nothing_and_incomplete_answers_keep_the_gate_open
     from flows.activate import drp_activate
 
     before = (drp_state(site), knot_answers())
-    run = FlowInThread(drp_activate, config=str(LAB_CONFIG), operation_id="activate-refused-1")
+    run = FlowInThread(drp_activate, config=str(LAB_CONFIG), operation_id=f"activate-refused-{RUN}")
     run_id = run.wait_paused()
     schema, brief = read_form(run_id)
     props = schema["properties"]
     assert set(schema["required"]) == {"ordered_by", "reference"}
     assert props["decision"]["enum"] == ["activate", "refuse"]
     assert props["data_loss_acknowledged"]["type"] == "boolean"
-    report = load_report(reports_dir(site), "activate-refused-1")
+    report = load_report(reports_dir(site), f"activate-refused-{RUN}")
     assert props["plan_hash"]["default"] == report.plan_hash
     assert "will be lost" in brief and report.plan_hash in brief
     assert "backup-" in brief  # the backups chosen are named
@@ -115,13 +119,13 @@ def test_gate_timeout_ends_the_run_with_nothing_changed(site) -> None:
 
     before = (drp_state(site), knot_answers())
     run = FlowInThread(
-        drp_activate, config=str(LAB_CONFIG), operation_id="activate-timeout-1",
+        drp_activate, config=str(LAB_CONFIG), operation_id=f"activate-timeout-{RUN}",
         gate_timeout_seconds=4,
     )  # fmt: skip
     run.wait_paused()
     run.join()
     assert run.error is not None and "no order was given within 4 s" in str(run.error)
-    report = load_report(reports_dir(site), "activate-timeout-1")
+    report = load_report(reports_dir(site), f"activate-timeout-{RUN}")
     assert report.outcome == "timed-out" and "nothing was changed" in report.message
     assert (drp_state(site), knot_answers()) == before
 
@@ -134,7 +138,7 @@ def test_activation_restores_on_drp_then_switches_dns(site, dns_back_to_producti
     production_page = web_page(PRODUCTION)
     with connect.HostPool(site) as pool:  # the DRP server starts without the web root
         pool["drp"].run(["rm", "-rf", "srv/app/www"])
-    op = "activate-full-1"
+    op = f"activate-full-{RUN}"
     run = FlowInThread(drp_activate, config=str(LAB_CONFIG), operation_id=op)
     run_id = run.wait_paused()
     plan_hash = load_report(reports_dir(site), op).plan_hash
@@ -195,7 +199,7 @@ def _counts(page: str) -> tuple[int, dict[str, int]]:
 # -- drill -------------------------------------------------------------------------------------
 def test_drill_from_the_command_line_leaves_dns_untouched(site, prefect_server) -> None:
     before = knot_answers()
-    op = "drill-cli-1"
+    op = f"drill-cli-{RUN}"
     done = subprocess.run(
         [
             sys.executable,
@@ -291,7 +295,7 @@ def _remote_copy_ended(site: Site) -> bool:
 def test_killed_during_copy_and_import_resumes_without_redoing_work(
     site, prefect_server, dns_back_to_production
 ) -> None:
-    op = "activate-resume-1"
+    op = f"activate-resume-{RUN}"
     with connect.HostPool(site) as pool:  # start from an empty web root on drp
         pool["drp"].run(["rm", "-rf", "srv/app/www"])
     for db in site.environments[0].databases:  # and without the application's databases
