@@ -38,7 +38,7 @@ from typing import Any
 
 from providers.commands import CommandRunner
 from runbooks import connect
-from runbooks.common_steps import operation_dir
+from runbooks.common_steps import OPERATIONS_DIR, operation_dir
 from runbooks.errors import DrpError, ProviderError
 from runbooks.inventory import Site
 from runbooks.report import Report, report_path, save_report
@@ -302,6 +302,38 @@ class OperationRecords:
                 f"cannot write {self.where(operation_id)}: "
                 f"{result.stderr.strip()[:200] or f'exit {result.exit_code}'}"
             )
+
+
+def records_argv(kind: str) -> list[str]:
+    """Every record of an operation of `kind` on the host, each followed by a NUL byte."""
+    script = (
+        f'for f in {OPERATIONS_DIR}/*/{RECORD_FILE}; do [ -f "$f" ] || continue; '
+        'grep -q -F -- "\\"kind\\": \\"$1\\"" "$f" && { cat -- "$f"; printf "\\000"; }; '
+        "done; true"
+    )
+    return ["sh", "-c", script, "sh", kind]
+
+
+def records_on_host(runner: CommandRunner, kind: str) -> list[Report]:
+    """The records of every operation of `kind` on the DRP host (one command); a record that
+    cannot be read is left out."""
+    result = runner.run(records_argv(kind), check=False, timeout=60)
+    if not result.ok:
+        raise ProviderError(
+            f"cannot list the operations' records on {runner.name}: "
+            f"{result.stderr.strip()[:200] or f'exit {result.exit_code}'}"
+        )
+    found = []
+    for text in result.stdout.split("\0"):
+        if not text.strip():
+            continue
+        try:
+            report = Report.from_data(json.loads(text))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if report.kind == kind:
+            found.append(report)
+    return found
 
 
 def resume_sentence(report: Report, source: str) -> str:

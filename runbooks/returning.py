@@ -26,12 +26,14 @@ half-restored and serving.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from providers import aside
+from providers.commands import CommandRunner
 from providers.database import DatabaseEngine, engine_for
 from providers.dbcommon import DatabaseError, DbEndpoint
 from providers.rsync import CopyOptions, copy_tree, plan_copy
@@ -55,6 +57,7 @@ from runbooks.errors import StepFailed
 from runbooks.gate import option_facts
 from runbooks.inventory import Database, Environment, Role, Site
 from runbooks.plan import Plan
+from runbooks.records import records_on_host
 from runbooks.render import human_bytes, human_duration, plan_markdown
 from runbooks.report import Report
 from runbooks.secrets import Secret
@@ -70,6 +73,8 @@ from runbooks.steps import (
     Write,
 )
 
+log = logging.getLogger(__name__)
+
 SOURCE: Role = "drp"  # the side being left
 TARGET: Role = "production"  # the side returned to
 ASSUMED_SYNC_RATE = 100e6  # bytes/s, until drills measure one
@@ -79,18 +84,28 @@ ASSUMED_DB_ROWS_PER_SECOND = 50_000
 
 
 # -- the activation being reversed -------------------------------------------------------------
-def find_activation(site: Site) -> Report | None:
-    """The newest activation of this site whose report recorded DNS before its switch."""
+def find_activation(site: Site, drp: CommandRunner | None = None) -> Report | None:
+    """The newest activation of this site whose report recorded DNS before its switch: among
+    the operations' records on the DRP host (`drp`, what every worker sees, whichever machine
+    ran the activation) and this machine's reports (activations recorded before records lived
+    on the DRP host); the DRP host's record of an operation wins over a local copy."""
     directory = reports_dir(site)
-    found: list[Report] = []
+    found: dict[str, Report] = {}
     for path in sorted(directory.glob("*.json")) if directory.exists() else []:
         try:
             report = Report.from_data(json.loads(path.read_text()))
         except (ValueError, KeyError, OSError):
             continue
-        if report.kind == "activate" and report.site == site.name and report.dns_before:
-            found.append(report)
-    return max(found, key=lambda r: r.started) if found else None
+        found[report.operation_id] = report
+    if drp is not None:
+        try:
+            found.update((r.operation_id, r) for r in records_on_host(drp, "activate"))
+        except Exception as err:  # the preflight says that the DRP host cannot be reached
+            log.warning("the activations' records on the DRP host cannot be read: %s", err)
+    usable = [
+        r for r in found.values() if r.kind == "activate" and r.site == site.name and r.dns_before
+    ]
+    return max(usable, key=lambda r: r.started) if usable else None
 
 
 @dataclass(frozen=True)
@@ -655,7 +670,8 @@ def prepare_return(
     """Read-only: the return's runbook, its plan and its preflight findings."""
     ctx = OperationContext(site, operation_id, "return", force=force, bwlimit_kib=bwlimit_kib)
     try:
-        built = return_runbook(ctx, environments_of(site, environments), find_activation(site))
+        activation = find_activation(site, ctx.pool[SOURCE])
+        built = return_runbook(ctx, environments_of(site, environments), activation)
         built.runbook.facts.update(option_facts(force=force))  # the order approves --force
         plan = built.runbook.plan(operation_id, site.name)
         findings = run_preflight(built.runbook.preflight)

@@ -158,3 +158,34 @@ def test_a_record_of_another_kind_is_refused(tmp_path: Path) -> None:
     save(records(tmp_path / "a", home), report_with_order())
     with pytest.raises(DrpError, match=f"operation {OP} is a drill, not a activate"):
         records(tmp_path / "b", home).load_or_start(OP, "activate", "lab")
+
+
+def test_a_return_finds_the_activation_recorded_on_the_drp_host_by_another_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from runbooks.records import records_on_host
+    from runbooks.returning import find_activation
+
+    home = tmp_path / "drp-home"
+    home.mkdir()
+    activation = Report("activate-20261129-0215-7f3a9c01", "activate", "lab", started=AT)
+    activation.remember("dns_before", "dns-switch-lab.test", {
+        "zone": "lab.test", "records": [{"name": "www", "type": "A", "targets": ["192.0.2.1"]}],
+    })  # fmt: skip
+    save(records(tmp_path / "orchestrator-1", home), activation)
+    save(records(tmp_path / "orchestrator-1", home), report_with_order())  # a drill: not it
+    (home / ".drp" / "operations" / "activate-broken").mkdir()
+    (home / ".drp" / "operations" / "activate-broken" / "report.json").write_text(
+        '{"kind": "activate"'
+    )
+
+    drp = LocalRunner("drp", home)
+    assert [r.operation_id for r in records_on_host(drp, "activate")] == [activation.operation_id]
+    monkeypatch.setenv("DRP_REPORTS_DIR", str(tmp_path / "orchestrator-2"))  # has no report
+    site = SimpleNamespace(name="lab", source=None)
+    assert find_activation(site) is None  # type: ignore[arg-type]
+    found = find_activation(site, drp)  # type: ignore[arg-type]
+    assert found is not None and found.operation_id == activation.operation_id
+    assert found.dns_before[0]["targets"] == ["192.0.2.1"]
