@@ -5,8 +5,8 @@ work pool, each in its own working directory, with its own reports directory and
 A worker killed with SIGKILL during a copy leaves its run Crashed. The UI's Retry of that run
 (the same flow run, so the same derived operation id), picked up by the other worker, resumes
 the operation from its record on the DRP host: the same order (not asked again), the same
-backups, and the log says so. The end state is an uninterrupted run's. A Retry whose chosen
-backup sets are gone names them and says how to start a new operation.
+backups, and the log says so; the end state is an uninterrupted run's. A Retry while the chosen
+backup sets are gone fails naming them and saying how to start a new operation.
 """
 
 from __future__ import annotations
@@ -284,10 +284,13 @@ def _end_state(site: Site, operation_id: str) -> dict[str, Any]:
     }
 
 
-# -- tests -------------------------------------------------------------------------------------
-def test_retry_after_the_worker_died_in_a_copy_resumes_on_the_other_worker(
+# -- the test --------------------------------------------------------------------------------
+def test_a_run_whose_worker_died_in_a_copy_is_retried_on_the_other_worker(
     site, workers: Workers
 ) -> None:
+    """One crash, two Retries (each one a few seconds, the suite's time is counted): the first
+    with the chosen backup sets gone, which fails saying so; the second with them back, which
+    resumes and ends as an uninterrupted run does."""
     # An uninterrupted drill, for reference (its copy makes the tree equal to the set's).
     reference = _run({})
     _answer(reference.id)
@@ -309,48 +312,15 @@ def test_retry_after_the_worker_died_in_a_copy_resumes_on_the_other_worker(
     shutil.rmtree(workers.reports(survivor), ignore_errors=True)
     held = _lock(site)
     assert held is not None and held.operation_id == operation_id  # a crash keeps the site
-
     asked = sum(m.startswith("Waiting for the order") for m in _logs(run.id))
 
-    # The UI's Retry: the other worker picks it up and goes on.
-    _retry(run.id)
-    done = _wait(run.id, lambda s: s.is_final(), "finished after the retry")
-    assert done.is_completed(), done.message
-    logs = _logs(run.id)
-    resumed = [m for m in logs if m.startswith(f"resuming operation {operation_id} from its "
-                                               "record on the DRP host")]  # fmt: skip
-    assert resumed, logs
-    sets = ", ".join(sorted({f"{b['server']}:{b['set_id']}" for b in first.backups}))
-    assert "order of Jane Doe (reference 1STKYC-90" in resumed[-1]
-    assert f"backups {sets} (chosen " in resumed[-1]
-    assert any(m.startswith("Order already given by Jane Doe (reference 1STKYC-90)") for m in logs)
-    assert sum(m.startswith("Waiting for the order") for m in logs) == asked  # not asked again
-
-    # The survivor's copy of the record is the DRP host's; both say how it ended.
-    report = load_report(workers.reports(survivor), operation_id)
-    assert report.data == _record(site, operation_id).data  # type: ignore[union-attr]
-    assert report.outcome == "succeeded", report.message
-    assert report.order == first.order and report.backups == first.backups
-    assert report.chosen_at == first.chosen_at and report.plan_hash == first.plan_hash
-    assert _end_state(site, operation_id) == expected
-
-
-def test_retry_whose_chosen_backups_are_gone_names_them_and_how_to_start_anew(
-    site, workers: Workers
-) -> None:
-    workers.ensure("a", "b")
-    _empty_the_drp_tree(site)
-    run = _run({"bwlimit_kib": 8000})
-    operation_id = _operation_id(run.id)
-    _crashed_during_the_copy(site, workers, run.id)
-    first = _record(site, operation_id)
-    assert first is not None and first.backups
+    # Retry with the chosen sets gone (removed from the backup server): they are named, with
+    # how to start a new operation, and nothing else is restored in their place.
     labels = sorted({(b["server"], b["environment"], b["set_id"]) for b in first.backups})
-
     moved = _set_aside(site, labels)
     try:
         _retry(run.id)
-        failed = _wait(run.id, lambda s: s.is_final(), "finished after the retry")
+        failed = _wait(run.id, lambda s: s.is_final(), "finished after the first retry")
     finally:
         _put_back(site, moved)
     assert failed.is_failed(), failed
@@ -365,11 +335,34 @@ def test_retry_whose_chosen_backups_are_gone_names_them_and_how_to_start_anew(
     assert f"`drp drill -c {LAB_CONFIG}` without --operation-id" in message
     assert "no usable backup" not in message
     assert message.count("Choose the newest verified backups:") == 1, message
-    assert not any("Choose the newest verified backups: Choose" in m for m in _logs(run.id))
     record = _record(site, operation_id)
     assert record is not None and record.outcome == "failed"
     assert f"chose in its first run are gone: {gone}" in record.message
-    assert record.backups == first.backups  # the first choice stays recorded
+    assert record.backups == first.backups and record.order == first.order  # still its own
+
+    # Retry with the sets back: the survivor resumes the operation and finishes it.
+    _retry(run.id)
+    done = _wait(run.id, lambda s: s.is_final(), "finished after the second retry")
+    assert done.is_completed(), done.message
+    logs = _logs(run.id)
+    resumed = [m for m in logs if m.startswith(f"resuming operation {operation_id} from its "
+                                               "record on the DRP host")]  # fmt: skip
+    assert len(resumed) >= 3, logs  # after the gate, and at each retry
+    sets = ", ".join(sorted({f"{b['server']}:{b['set_id']}" for b in first.backups}))
+    assert "order of Jane Doe (reference 1STKYC-90" in resumed[-1]
+    assert f"backups {sets} (chosen " in resumed[-1] and "last run failed" in resumed[-1]
+    assert any(m.startswith("Order already given by Jane Doe (reference 1STKYC-90)") for m in logs)
+    assert sum(m.startswith("Waiting for the order") for m in logs) == asked  # not asked again
+    assert not any("Choose the newest verified backups: Choose" in m for m in logs)
+
+    # The survivor's copy of the record is the DRP host's; both say how it ended.
+    report = load_report(workers.reports(survivor), operation_id)
+    assert report.data == _record(site, operation_id).data  # type: ignore[union-attr]
+    assert report.outcome == "succeeded", report.message
+    assert report.order == first.order and report.backups == first.backups
+    assert report.chosen_at == first.chosen_at and report.plan_hash == first.plan_hash
+    assert [h.get("outcome") for h in report.history if "outcome" in h] == ["failed"]
+    assert _end_state(site, operation_id) == expected
 
 
 def _lock(site: Site) -> site_lock.LockInfo | None:
