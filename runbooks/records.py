@@ -60,7 +60,7 @@ def write_argv(path: str) -> list[str]:
     """Standard input to `path`, whole or not at all, readable by the SSH user only. Each
     writer has its own temporary file: two writers never mix their records."""
     script = (
-        'umask 077; mkdir -p -- "$(dirname -- "$1")" || exit 1; t="$1.tmp.$$"\n'
+        'mkdir -p -- "$(dirname -- "$1")" || exit 1; umask 077; t="$1.tmp.$$"\n'
         'if cat > "$t" && mv -f -- "$t" "$1"; then exit 0; fi; rm -f -- "$t"; exit 1'
     )
     return ["sh", "-c", script, "sh", path]
