@@ -20,6 +20,7 @@ from flows.cli_ops import (
     return_command,
 )
 from flows.cli_site import status_command, unlock_command
+from flows.cli_stage import stage_command
 from flows.cli_watch import watch_command
 
 app = typer.Typer(
@@ -59,6 +60,7 @@ for name, command in (
     ("report", report_command),
     ("status", status_command),
     ("unlock", unlock_command),
+    ("stage", stage_command),
     ("watch", watch_command),
 ):
     app.command(name, help=_help(command))(command)

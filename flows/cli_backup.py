@@ -27,6 +27,7 @@ from runbooks.connect import site_from
 from runbooks.errors import ConfigError, DrpError
 from runbooks.inventory import Site
 from runbooks.render import human_bytes, human_duration
+from runbooks.warm import Certificate, latest_certificates, read_certificates
 
 backup_app = typer.Typer(
     help="Backups: make one now, list the sets on both backup servers.",
@@ -279,17 +280,23 @@ def list_sets(
     except DrpError as err:
         console.print(f"[red]backup list failed: {escape(str(err))}[/red]")
         raise typer.Exit(EXIT_FAILED) from None
+    tested, tested_note = _certificates(site)
     if as_json:
         data: dict[str, Any] = {
             "now": now.isoformat(),
-            "sets": [s.data for s in sets],
+            "sets": [
+                {**s.data, "restore_test": tested[s.label].data if s.label in tested else None}
+                for s in sets
+            ],
             "unreachable": catalogue.unreachable,
         }
         if selection is not None:
             data["selection"] = selection.data
         typer.echo(json.dumps(data, indent=2))
         return
-    console.print(sets_table(sets, now))
+    console.print(sets_table(sets, now, tested))
+    if tested_note:
+        console.print(f"[yellow]{escape(tested_note)}[/yellow]")
     if not verify and any(s.usable for s in sets):
         console.print(
             "Not verified: only the manifests were read. Run with --verify to check every file "
@@ -317,12 +324,34 @@ _STATUS_STYLE = {
 }
 
 
-def sets_table(sets: list[BackupSet], now: datetime) -> Table:
+def _certificates(site: Site) -> tuple[dict[str, Certificate], str]:
+    """Each set's newest restore test by staging (`drp stage`), read from the DRP host; and a
+    note when it cannot be read."""
+    from runbooks.connect import HostPool
+
+    pool = HostPool(site)
+    try:
+        return latest_certificates(read_certificates(pool["drp"])), ""
+    except DrpError as err:
+        return {}, f"restore tests unknown: the DRP host could not be read ({err})"
+    finally:
+        pool.close()
+
+
+def sets_table(
+    sets: list[BackupSet], now: datetime, tested: dict[str, Certificate] | None = None
+) -> Table:
     table = Table(title="Backup sets", box=box.SIMPLE_HEAVY)
     for column in ("environment", "kind", "server", "time (UTC)", "age", "size", "status"):
         table.add_column(column, justify="right" if column in ("age", "size") else "left")
+    table.add_column("restore test (drp stage)")
     for s in sets:
         status = s.status_words
+        certificate = (tested or {}).get(s.label)
+        test = "-"
+        if certificate is not None:
+            style = "green" if certificate.ok else "red"
+            test = f"[{style}]{escape(certificate.words)}[/]"
         table.add_row(
             s.environment,
             s.kind.value,
@@ -331,6 +360,7 @@ def sets_table(sets: list[BackupSet], now: datetime) -> Table:
             human_duration(s.age_seconds(now)),
             human_bytes(s.bytes) if s.bytes is not None else "-",
             f"[{_STATUS_STYLE[s.status]}]{escape(status)}[/]",
+            test,
         )
     if not sets:
         table.caption = "no backup set found"

@@ -34,6 +34,9 @@ from runbooks.report import Report
 from runbooks.returning import prepare_return
 from runbooks.services import reports_dir, ticket_backends
 from runbooks.site_lock import SiteLock
+from runbooks.warm import WarmState
+
+WARM_MEMORY = "warm"  # the report's memory entry holding the warm state the plan stands on
 
 
 def open_record(site: Site, operation_id: str, kind: str) -> tuple[OperationRecords, Report]:
@@ -135,6 +138,9 @@ def _run_operation(
     keep = kept_sets(report)
     if keep is None or report.chosen_at is None:
         report.chosen_at = datetime.now(UTC)
+    # What the DRP server held ready when the backups were chosen: the plan (and its order)
+    # stands on it, so a resume plans with it, whatever the first run's swaps consumed since.
+    warm = report.memory.get(WARM_MEMORY)
     prepared = prepare(
         site,
         kind,
@@ -145,7 +151,10 @@ def _run_operation(
         bwlimit_kib=bwlimit_kib,
         cleanup=cleanup,
         keep_sets=keep,
+        warm=WarmState.from_data(warm[0]) if warm else None,
     )
+    if not warm and prepared.operation.warm is not None:
+        report.memory[WARM_MEMORY] = [prepared.operation.warm.data]
     runbook = Runbook(
         kind,
         [step for step, _, _ in prepared.preflight],

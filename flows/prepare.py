@@ -21,13 +21,17 @@ from runbooks.activation import (
 )
 from runbooks.backups import Selection, open_catalogue, wanted_environments
 from runbooks.cleanup import with_cleanup
+from runbooks.engine import PreflightFinding, Runbook, run_preflight
 from runbooks.errors import DrpError
 from runbooks.gate import option_facts
 from runbooks.inventory import Site, load_site
 from runbooks.operation import check_operation_id, new_operation_id
 from runbooks.plan import Plan
 from runbooks.render import data_loss_sentence
+from runbooks.staging import KIND as STAGE_KIND
+from runbooks.staging import stage_facts, stage_preflight, stage_steps
 from runbooks.steps import Outcome, Step, StepRecord
+from runbooks.warm import WarmState, read_warm_state
 
 
 def titled(step: Step, why: str) -> str:
@@ -102,6 +106,7 @@ def prepare(
     bwlimit_kib: int | None = None,
     cleanup: bool = False,
     keep_sets: list[str] | None = None,
+    warm: WarmState | None = None,
 ) -> Prepared:
     """Run the preflight and build the plan. Preflight problems are collected, not raised.
 
@@ -112,6 +117,7 @@ def prepare(
     check_environments(site, environments)
     selection = choose_backups(site, chosen_at, environments, keep_sets)
     operation = Operation(site, operation_id, kind, selection, force=force, bwlimit_kib=bwlimit_kib)
+    operation.warm = warm if warm is not None else read_warm(operation)
     checks: list[tuple[Step, StepRecord | None, str]] = []
     for step in preflight_steps(operation):
         try:
@@ -129,6 +135,17 @@ def prepare(
     return Prepared(operation, plan, steps, checks, cleanup)
 
 
+def read_warm(operation: Operation) -> WarmState | None:
+    """What the DRP server holds ready (read-only; None when staging is off). A DRP host that
+    cannot be read gives a cold plan: its own preflight check says why."""
+    if not operation.site.staging.enabled:
+        return None
+    try:
+        return read_warm_state(operation.site, operation.pool["drp"])
+    except DrpError:
+        return None
+
+
 def prepare_plan(
     config: Path, kind: str, environments: list[str] | None, *, cleanup: bool = False
 ) -> Prepared:
@@ -137,3 +154,43 @@ def prepare_plan(
     return prepare(
         site, kind, operation_id, environments, chosen_at=datetime.now(UTC), cleanup=cleanup
     )
+
+
+@dataclass
+class PreparedStage:
+    """A staging run, ready: its operation, runbook, plan and the preflight's findings."""
+
+    operation: Operation
+    runbook: Runbook
+    plan: Plan
+    findings: list[PreflightFinding]
+
+    def close(self) -> None:
+        self.operation.close()
+
+
+def prepare_stage(
+    site: Site, operation_id: str, environments: list[str] | None, *, now: datetime
+) -> PreparedStage:
+    """The staging runbook for the newest verified backups (read-only until it runs)."""
+    check_environments(site, environments)
+    selection = choose_backups(site, now, environments)
+    operation = Operation(site, operation_id, STAGE_KIND, selection)
+    try:
+        operation.warm = read_warm(operation)
+        preflight = stage_preflight(operation)
+        runbook = Runbook(
+            STAGE_KIND,
+            preflight,
+            stage_steps(operation),
+            facts=stage_facts(operation),
+            done="staged: the newest verified backups are restored on the DRP server, beside "
+            "what it serves, and their rows checked",
+            order_needed=False,
+        )
+        plan = runbook.plan(operation_id, site.name)
+        findings = run_preflight(preflight)
+    except BaseException:
+        operation.close()
+        raise
+    return PreparedStage(operation, runbook, plan, findings)

@@ -48,10 +48,13 @@ from providers.dbcommon import (
     decide_restore,
     is_own,
     reveal,
+    scratch_name,
     write_dump,
 )
 
 EngineName = Literal["postgresql", "mysql"]
+# Operation ids of staging runs start with this: their databases are drp's derived copies.
+STAGE_OPERATION_PREFIX = "stage-"
 
 __all__ = [
     "Aside",
@@ -63,6 +66,7 @@ __all__ = [
     "PostgresEngine",
     "engine_for",
     "mysql_aside_files",
+    "stage_endpoint",
 ]
 
 
@@ -152,6 +156,11 @@ class DatabaseEngine(ABC):
     @abstractmethod
     def size_bytes(self, endpoint: DbEndpoint, password: Password) -> int:
         """The database's size on disk: about what restoring a copy of it takes again."""
+
+    @abstractmethod
+    def server_version(self, endpoint: DbEndpoint, password: Password) -> str:
+        """The version of the server that holds (or would hold) the database, as it says it;
+        the database itself need not exist."""
 
     def restore_decision(
         self, endpoint: DbEndpoint, password: Password, backup_id: str, *, force: bool = False
@@ -281,6 +290,28 @@ class DatabaseEngine(ABC):
         self._drop(endpoint, password)
         return True
 
+    # -- the warm DRP server: staged databases ------------------------------------------------
+    @abstractmethod
+    def swap_in(
+        self, stage: DbEndpoint, endpoint: DbEndpoint, password: Password, *, operation_id: str
+    ) -> RestoreResult:
+        """Put the staged database `stage` (a complete restore, see `stage_endpoint`) in place
+        as `endpoint.dbname`, in seconds whatever its size; what held that name is kept aside
+        (renamed, never dumped or dropped). Raises `DatabaseError` when the stage cannot be
+        moved; the caller then restores from the dump."""
+
+    def drop_stage(self, stage: DbEndpoint, password: Password) -> bool:
+        """Drop a staged database, only if drp's marker says a staging run restored it (its
+        operation id starts with `stage-`); else `NotOwnDatabase`. False: there was none."""
+        state = self.read_state(stage, password)
+        if not state.exists:
+            return False
+        marker = state.marker
+        if marker is None or not marker.operation_id.startswith(STAGE_OPERATION_PREFIX):
+            raise NotOwnDatabase(stage.label, "a staging run", marker)
+        self._drop(stage, password)
+        return True
+
     @abstractmethod
     def _drop(self, endpoint: DbEndpoint, password: Password) -> None:
         """Drop the database, no questions asked (callers check it may go)."""
@@ -339,6 +370,9 @@ class PostgresEngine(DatabaseEngine):
 
     def size_bytes(self, endpoint: DbEndpoint, password: Password) -> int:
         return postgres.size_bytes(endpoint, password)
+
+    def server_version(self, endpoint: DbEndpoint, password: Password) -> str:
+        return postgres.server_version(endpoint, password, maintenance_db=self.maintenance_db)
 
     def dump(
         self,
@@ -462,6 +496,13 @@ class PostgresEngine(DatabaseEngine):
     def _drop(self, endpoint: DbEndpoint, password: Password) -> None:
         postgres.drop_database(endpoint, password, maintenance_db=self.maintenance_db)
 
+    def swap_in(
+        self, stage: DbEndpoint, endpoint: DbEndpoint, password: Password, *, operation_id: str
+    ) -> RestoreResult:
+        return postgres.swap_in(
+            stage, endpoint, password, operation_id=operation_id, maintenance_db=self.maintenance_db
+        )
+
 
 def mysql_aside_files(aside_dir: str, dbname: str) -> tuple[str, str]:
     """Where a MySQL database set aside waits: its content, then drp's marker table."""
@@ -500,6 +541,9 @@ class MysqlEngine(DatabaseEngine):
 
     def size_bytes(self, endpoint: DbEndpoint, password: Password) -> int:
         return mysql.size_bytes(endpoint, password)
+
+    def server_version(self, endpoint: DbEndpoint, password: Password) -> str:
+        return mysql.server_version(endpoint, password)
 
     def dump(
         self,
@@ -675,6 +719,17 @@ class MysqlEngine(DatabaseEngine):
 
     def _drop(self, endpoint: DbEndpoint, password: Password) -> None:
         mysql.drop_database(endpoint, password)
+
+    def swap_in(
+        self, stage: DbEndpoint, endpoint: DbEndpoint, password: Password, *, operation_id: str
+    ) -> RestoreResult:
+        return mysql.swap_in(stage, endpoint, password, operation_id=operation_id)
+
+
+def stage_endpoint(endpoint: DbEndpoint) -> DbEndpoint:
+    """Where a staging run restores `endpoint`'s database on the same server:
+    `<name>__drp_stage` (shortened with a hash when too long)."""
+    return endpoint.with_dbname(scratch_name(endpoint.dbname, "_drp_stage", ""))
 
 
 _ENGINES: dict[str, type[DatabaseEngine]] = {

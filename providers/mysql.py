@@ -256,6 +256,14 @@ def database_exists(endpoint: DbEndpoint, password: Password) -> bool:
     return bool(rows)
 
 
+def server_version(endpoint: DbEndpoint, password: Password) -> str:
+    """The server's version (`SELECT VERSION()`), asked outside any database: the endpoint's
+    own database need not exist."""
+    with _connect(endpoint, reveal(password), database=False) as conn:
+        rows = _fetchall(conn, "SELECT VERSION()")
+    return str(rows[0][0]) if rows else ""
+
+
 def _user_tables(conn: Any, dbname: str) -> list[str]:
     rows = _fetchall(
         conn,
@@ -653,4 +661,109 @@ def load(
         f"loading {runner.name}:{path} into {endpoint.label}",
         secret_env={PASSWORD_ENV: reveal(password)},
         timeout=timeout,
+    )
+
+
+# -- a staged database swapped in (warm DRP server) --------------------------------------------
+
+
+def _schema_options(conn: Any, dbname: str) -> tuple[str, str] | None:
+    rows = _fetchall(
+        conn,
+        "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+        "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+        (dbname,),
+    )
+    return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+
+def _all_tables(conn: Any, dbname: str) -> list[str]:
+    """Every table of the schema, drp's marker table included (what RENAME TABLE moves)."""
+    rows = _fetchall(
+        conn,
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+        "AND TABLE_TYPE IN %s ORDER BY TABLE_NAME",
+        (dbname, _ROW_TABLE_TYPES),
+    )
+    return [str(row[0]) for row in rows]
+
+
+def _move_tables(conn: Any, source: str, target: str, tables: list[str]) -> None:
+    """Every table of `source` into `target` in one RENAME TABLE (all or none)."""
+    if not tables:
+        return
+    pairs = ", ".join(
+        f"{_ident(source)}.{_ident(t)} TO {_ident(target)}.{_ident(t)}" for t in tables
+    )
+    _fetchall(conn, f"RENAME TABLE {pairs}")
+
+
+def _create_schema(conn: Any, dbname: str, options: tuple[str, str] | None) -> None:
+    if options is None:
+        _fetchall(conn, f"CREATE DATABASE {_ident(dbname)}")
+    else:
+        charset, collation = options
+        _fetchall(
+            conn,
+            f"CREATE DATABASE {_ident(dbname)} CHARACTER SET {_ident(charset)} "
+            f"COLLATE {_ident(collation)}",
+        )
+
+
+def swap_in(
+    stage: DbEndpoint, endpoint: DbEndpoint, password: Password, *, operation_id: str
+) -> RestoreResult:
+    """The staged schema's tables moved into `endpoint.dbname` with RENAME TABLE (instant,
+    all tables in one statement); the tables that name held are first moved the same way into
+    `<name>_before_<operation>` (nothing is dumped or dropped), then the emptied stage schema is
+    dropped. Views, routines, triggers and events do not move across schemas: a stage or a
+    database holding any is refused (the caller restores from the dump instead)."""
+    pw = reveal(password)
+    began = time.monotonic()
+    with _connect(stage, pw, database=False) as conn:
+        staged = _read_marker(conn, stage.dbname)
+        if staged is None or not staged.complete:
+            raise DatabaseError(f"{stage.label} holds no complete staged restore to swap in")
+        for name in (stage.dbname, endpoint.dbname):
+            others = int(_fetchall(conn, _OTHER_OBJECTS, (name,) * 3)[0][0])
+            if others:
+                raise DatabaseError(
+                    f"MySQL {name} has {others} views, routines, triggers or events, which "
+                    "RENAME TABLE cannot move between schemas"
+                )
+        _write_marker(conn, stage.dbname, staged.model_copy(update={"operation_id": operation_id}))
+        options = _schema_options(conn, endpoint.dbname)
+        kept_as = None
+        current = _all_tables(conn, endpoint.dbname) if options is not None else []
+        if current:
+            for attempt in range(1, 100):
+                extra = operation_id if attempt == 1 else f"{operation_id}_{attempt}"
+                kept_as = scratch_name(endpoint.dbname, "before", extra)
+                if _schema_options(conn, kept_as) is None:
+                    break
+            else:
+                raise DatabaseError(f"no free name to keep {endpoint.label} aside (tried 99)")
+            _create_schema(conn, kept_as, options)
+            _move_tables(conn, endpoint.dbname, kept_as, current)
+        if options is None:
+            _create_schema(conn, endpoint.dbname, _schema_options(conn, stage.dbname))
+        _move_tables(conn, stage.dbname, endpoint.dbname, _all_tables(conn, stage.dbname))
+        if not _all_tables(conn, stage.dbname):
+            _fetchall(conn, f"DROP DATABASE {_ident(stage.dbname)}")
+        done = _read_marker(conn, endpoint.dbname)
+    seconds = time.monotonic() - began
+    kept = f"; the tables it held are kept in {kept_as}" if kept_as else ""
+    reason = (
+        f"moved the staged {stage.dbname} (backup {staged.backup_id}) in as {endpoint.label} "
+        f"in {seconds:.1f} s{kept}"
+    )
+    _log(endpoint).info("%s", reason)
+    return RestoreResult(
+        action="restored",
+        reason=reason,
+        database=endpoint.label,
+        backup_id=staged.backup_id,
+        seconds=round(seconds, 3),
+        kept_as=kept_as,
+        marker=done,
     )

@@ -245,6 +245,18 @@ def database_exists(
     return row is not None
 
 
+def server_version(
+    endpoint: DbEndpoint, password: Password, *, maintenance_db: str = MAINTENANCE_DB
+) -> str:
+    """The server's version (`SHOW server_version`), asked through the maintenance database:
+    the endpoint's own database need not exist."""
+    with _connect(
+        _maintenance(endpoint, maintenance_db), reveal(password), autocommit=True
+    ) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row else ""
+
+
 def _user_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
     return [(schema, name) for schema, name in conn.execute(_USER_TABLES).fetchall()]
 
@@ -703,3 +715,46 @@ def drop_database(
     """Drop the database; callers first make sure it is drp's own (`DatabaseEngine.drop_own`)."""
     with _admin(endpoint, password, maintenance_db) as conn:
         conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(endpoint.dbname)))
+
+
+# -- a staged database swapped in (warm DRP server) --------------------------------------------
+
+
+def swap_in(
+    stage: DbEndpoint,
+    endpoint: DbEndpoint,
+    password: Password,
+    *,
+    operation_id: str,
+    maintenance_db: str = MAINTENANCE_DB,
+) -> RestoreResult:
+    """The staged database `stage` (restored earlier, marker complete) renamed into place as
+    `endpoint`; what held that name is renamed `<name>_before_<operation>` first, in the same
+    transaction. The marker is rewritten with this operation's id before the renames, so that a
+    retry after a crash finds either the stage (and swaps it) or the swapped database (done)."""
+    pw = reveal(password)
+    began = time.monotonic()
+    with _connect(stage, pw) as conn:
+        staged = _read_marker(conn)
+    if staged is None or not staged.complete:
+        raise DatabaseError(f"{stage.label} holds no complete staged restore: nothing to swap in")
+    _write_marker(stage, pw, staged.model_copy(update={"operation_id": operation_id}))
+    exists = database_exists(endpoint, pw, maintenance_db=maintenance_db)
+    kept_as = _free_aside_name(endpoint, pw, operation_id, maintenance_db) if exists else None
+    _swap(endpoint, pw, stage.dbname, kept_as, maintenance_db)
+    seconds = time.monotonic() - began
+    kept = f"; the previous database is kept as {kept_as}" if kept_as else ""
+    reason = (
+        f"swapped the staged {stage.dbname} (backup {staged.backup_id}) in as {endpoint.label} "
+        f"in {seconds:.1f} s{kept}"
+    )
+    _log(endpoint).info("%s", reason)
+    return RestoreResult(
+        action="restored",
+        reason=reason,
+        database=endpoint.label,
+        backup_id=staged.backup_id,
+        seconds=round(seconds, 3),
+        kept_as=kept_as,
+        marker=read_marker(endpoint, pw, maintenance_db=maintenance_db),
+    )

@@ -21,8 +21,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from providers.database import engine_for
-from providers.dbcommon import DbEndpoint, NonEmptyDatabase
+from providers.aside import normalize_path
+from providers.database import engine_for, stage_endpoint
+from providers.dbcommon import DatabaseError, DbEndpoint, NonEmptyDatabase
 from runbooks import connect
 from runbooks.backups import ChosenDump, ChosenTree, Selection
 from runbooks.common_steps import (
@@ -40,8 +41,9 @@ from runbooks.common_steps import (
     switch_zones,
 )
 from runbooks.context import OperationContext
+from runbooks.errors import StepFailed
 from runbooks.inventory import Database, DatabaseRole, Environment, Site, Tree
-from runbooks.render import human_bytes
+from runbooks.render import human_bytes, human_duration
 from runbooks.secrets import Secret
 from runbooks.steps import (
     Applied,
@@ -53,12 +55,16 @@ from runbooks.steps import (
     Step,
     Write,
 )
+from runbooks.warm import Rates, StagedTree, WarmState, done_file
 
 # The side an activation restores to. The steps take it as a role: only this module, which
 # builds the activation's runbook, names it.
 TARGET: DatabaseRole = "drp"
 STAGING_DIR = ".drp/staging"  # on the target, relative to the SSH user's home
-ASSUMED_COPY_RATE = 100e6  # bytes/s, for the copy-time estimate until drills measure one
+ASSUMED_COPY_RATE = 100e6  # bytes/s, for the copy-time estimate until staging measures one
+ASSUMED_RESTORE_RATE = 50_000.0  # rows/s, for the import-time estimate, likewise
+SWAP_SECONDS = 2.0  # a staged tree's final delta and rename, a staged database's rename
+CHECK_SECONDS = 5.0  # the URL checks that prove the service
 
 __all__ = [
     "CheckService",
@@ -90,6 +96,9 @@ class Operation(OperationContext):
     ) -> None:
         super().__init__(site, operation_id, kind, force=force, bwlimit_kib=bwlimit_kib)
         self.selection = selection
+        # What the DRP server holds ready (`runbooks.warm`), as read before the order; None:
+        # cold (staging off, or not read).
+        self.warm: WarmState | None = None
 
     @property
     def drp_ip(self) -> str:
@@ -239,6 +248,10 @@ class RestoreDatabase(Step):
         self.op, self.db, self.chosen, self.target = op, db, chosen, target
         self.where = connect.host_name(target)
         self.engine = engine_for(db.engine)
+        # A staged restore of this very backup on the target's server (`runbooks.warm`): it is
+        # renamed into place instead of restored, when it still holds the manifest's rows.
+        staged = op.warm.database(env.name, db.name) if op.warm else None
+        self.staged = staged if staged and staged.backup_id == backup_id(chosen) else None
         set_ = chosen.set
         self.staging = f"{STAGING_DIR}/{set_.environment}/{set_.set_id}/databases"
         self.dump_name = chosen.dump.path.rsplit("/", 1)[-1]
@@ -270,6 +283,18 @@ class RestoreDatabase(Step):
     def describe(self) -> list[Change]:
         d = self.chosen.dump
         rows = sum(d.tables.values())
+        if self.staged is not None:
+            return [
+                Change(
+                    "swap-in",
+                    f"{self.where}/{self.db.name}",
+                    f"{self.db.engine}: staged {self.staged.stage_db} (backup "
+                    f"{self.staged.backup_id}, restored {self.staged.staged_at}, {rows} rows) "
+                    "renamed into place; restored from its dump if the stage no longer holds "
+                    "the manifest's rows",
+                    0,
+                )
+            ]
         return [
             Change(
                 "restore",
@@ -313,7 +338,7 @@ class RestoreDatabase(Step):
             )
             return Check(decision.action == "skip", decision.reason)
         differ = self._differences()
-        where = f"{self.where}/{self.db.name}"
+        where = self._endpoint().label
         if differ:
             return Check(
                 False,
@@ -332,6 +357,10 @@ class RestoreDatabase(Step):
         restore_id = backup_id(self.chosen)
         if self._marker_of_this_backup():
             restore_id = f"{restore_id}/again-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+        if self.staged is not None and restore_id == backup_id(self.chosen):
+            swapped = self._swap_in_stage()
+            if swapped is not None:
+                return swapped
         receiver = self.op.pool.database_work(self.target)
         copied = self.fetch.apply()
         if progress:
@@ -355,9 +384,35 @@ class RestoreDatabase(Step):
             details={"kept_as": result.kept_as} if result.kept_as else {},
         )
 
+    def _swap_in_stage(self) -> Applied | None:
+        """The staged database renamed into place (None: it cannot be, and why is logged: the
+        caller restores from the dump)."""
+        assert self.staged is not None
+        stage = stage_endpoint(self._endpoint())
+        try:
+            marker = self.engine.read_marker(stage, self._password)
+            if marker is None or marker.backup_id != self.staged.backup_id:
+                self.log.warning("%s: no longer holds the staged backup", stage.label)
+                return None
+            counts = self.engine.table_counts(stage, self._password)
+            differ = [t for t, n in self.chosen.dump.tables.items() if counts.get(t) != n]
+            if differ:
+                self.log.warning("%s: rows differ from the manifest in %s", stage.label, differ)
+                return None
+            result = self.engine.swap_in(
+                stage, self._endpoint(), self._password, operation_id=self.op.operation_id
+            )
+        except DatabaseError as err:
+            self.log.warning("the stage %s is not used: %s", stage.label, err)
+            return None
+        details: dict[str, Any] = {"warm": True}
+        if result.kept_as:
+            details["kept_as"] = result.kept_as
+        return Applied(f"{result.reason} (warm: no copy, no import)", details=details)
+
     def verify(self) -> Check:
         if not self._marker_of_this_backup():
-            where = f"{self.where}/{self.db.name}"
+            where = self._endpoint().label
             return Check(False, f"{where} has no complete drp marker for this backup")
         differ = self._differences()
         if differ:
@@ -409,6 +464,102 @@ def preflight_steps(op: Operation, *, dns_check: bool = True) -> list[Step]:
     if dns_check:
         steps.append(DnsCredentials(op))
     return steps
+
+
+class SwapInStagedTree(Step):
+    """A directory tree restored from its stage (`runbooks.warm`): a final delta from the
+    chosen set into the stage, then the stage renamed into place, the tree it replaces renamed
+    into the operation's aside directory first (two renames on one file system: instant,
+    whatever the size). Excluded paths (caches) stay with the replaced tree. Without the stage
+    (gone since the plan), the tree is copied whole, as `copy_from_backup` does."""
+
+    parallel = True
+    phase = 20
+    stage = "copy"
+
+    def __init__(self, op: Operation, cold: CopyTree, staged: StagedTree) -> None:
+        super().__init__(cold.key, cold.title)
+        self.op, self.cold, self.staged = op, cold, staged
+        self.dest, self.where = cold.dest, cold.where
+        self.final = CopyTree(
+            op,
+            f"{cold.key}-final",
+            f"Final delta into the stage of {cold.dest}",
+            cold.source,
+            TARGET,
+            staged.directory,
+            excludes=cold.options.excludes,
+            includes=cold.options.includes,
+            delete=True,
+            environment=cold.environment,
+        )
+
+    def describe(self) -> list[Change]:
+        return [
+            Change(
+                "swap-in",
+                self.where,
+                f"staged {self.staged.set_label} ({self.staged.files} files, restored "
+                f"{self.staged.staged_at}): final delta from {self.cold.source.label}, then "
+                f"renamed into place; the tree it replaces is kept in {self.cold.aside_root}",
+                0,
+            )
+        ]
+
+    def writes(self) -> list[Write]:
+        return self.cold.writes()
+
+    def check(self) -> Check:
+        return self.cold.check()
+
+    def _stage_there(self) -> bool:
+        runner = self.op.pool[TARGET]
+        return runner.run(["test", "-d", self.staged.directory], check=False, timeout=60).ok
+
+    def apply(self, progress: ProgressCallback | None = None) -> Applied:
+        if not self._stage_there():
+            copied = self.cold.apply(progress)
+            return Applied(
+                f"the stage {self.staged.directory} was gone: {copied.summary}",
+                bytes=copied.bytes,
+                files=copied.files,
+            )
+        delta = self.final.apply(progress)
+        aside = f"{self.cold.aside_root}/swapped-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+        script = (
+            'set -e; if [ -e "$1" ] || [ -L "$1" ]; then mkdir -p -- "$(dirname -- "$3")"; '
+            'mv -T -- "$1" "$3"; echo kept; fi; mkdir -p -- "$(dirname -- "$1")"; '
+            'mv -T -- "$2" "$1"; rm -f -- "$4"'
+        )
+        argv = ["sh", "-c", script, "sh", normalize_path(self.dest), self.staged.directory]
+        result = self.op.pool[TARGET].run(
+            [*argv, aside, done_file(self.staged.directory)], check=False, timeout=600
+        )
+        if not result.ok:
+            raise StepFailed(
+                f"{self.where}: the staged tree could not be renamed into place: "
+                f"{result.stderr.strip()[:300]}"
+            )
+        kept = f"; the tree it replaced is in {aside}" if "kept" in result.stdout else ""
+        return Applied(
+            f"swapped in the staged {self.staged.set_label} after a final delta of "
+            f"{delta.files} files ({human_bytes(delta.bytes)}){kept} (warm)",
+            bytes=delta.bytes,
+            files=delta.files,
+            details={"warm": True, "kept_as": aside} if kept else {"warm": True},
+        )
+
+    def verify(self) -> Check:
+        return self.cold.verify()
+
+
+def restore_tree(op: Operation, env: Environment, tree: Tree, chosen: ChosenTree) -> Step:
+    """The tree's stage swapped in when the DRP server holds one, else a copy."""
+    cold = copy_from_backup(op, env, tree, chosen)
+    staged = op.warm.tree(env.name, tree.path) if op.warm else None
+    if staged is None or chosen.tree.source_is_file:
+        return cold
+    return SwapInStagedTree(op, cold, staged)
 
 
 def copy_from_backup(op: Operation, env: Environment, tree: Tree, chosen: ChosenTree) -> CopyTree:
@@ -482,7 +633,7 @@ def restore_steps(op: Operation) -> list[Step]:
         for section, name, tree in connect.environment_trees(env):
             chosen_tree = choice.tree(section, name)
             if chosen_tree is not None:
-                steps.append(copy_from_backup(op, env, tree, chosen_tree))
+                steps.append(restore_tree(op, env, tree, chosen_tree))
         for db in env.databases:
             chosen_dump = choice.dump(db.name)
             if chosen_dump is not None:
@@ -545,7 +696,74 @@ def plan_facts(op: Operation) -> dict[str, str]:
         oldest = choice.oldest_capture
         facts[f"{name}: backups"] = ", ".join(s.label for s in choice.sets) or "none"
         facts[f"{name}: data captured at"] = oldest.isoformat(timespec="minutes") if oldest else "-"
+        facts[f"{name}: warm"] = "; ".join(_warm_parts(op, name)) or (
+            "nothing staged: every tree is copied and every database imported after the order"
+        )
+    facts["estimated RTO"] = estimated_rto(op)
     return facts
+
+
+def _warm_parts(op: Operation, environment: str) -> list[str]:
+    """What the DRP server holds ready for this environment's chosen backups."""
+    warm, choice = op.warm, op.selection[environment]
+    env = next((e for e in op.site.environments if e.name == environment), None)
+    if warm is None or env is None:
+        return []
+    parts = []
+    for section, name, tree in connect.environment_trees(env):
+        chosen, staged = choice.tree(section, name), warm.tree(environment, tree.path)
+        if chosen is not None and staged is not None and not chosen.tree.source_is_file:
+            parts.append(
+                f"{section.value} {name}: staged set {staged.set_label} at {staged.staged_at}, "
+                "verified (final delta, then swap)"
+            )
+    for db in env.databases:
+        dump, staged_db = choice.dump(db.name), warm.database(environment, db.name)
+        if dump is not None and staged_db is not None and staged_db.backup_id == backup_id(dump):
+            parts.append(
+                f"database {db.name}: staged {staged_db.backup_id} at {staged_db.staged_at}, "
+                "rows verified (rename)"
+            )
+    return parts
+
+
+def estimated_rto(op: Operation) -> str:
+    """From the order to the service verified on the DRP server: copies side by side, then
+    imports side by side, then the checks; staged parts take a rename. The rates are those the
+    last staging measured, or assumed ones."""
+    rates = op.warm.rates if op.warm else Rates()
+    copy_rate = rates.copy_bytes_per_second or ASSUMED_COPY_RATE
+    restore_rate = rates.restore_rows_per_second or ASSUMED_RESTORE_RATE
+    copies, imports = [0.0], [0.0]
+    for name, choice in op.selection.environments.items():
+        for t in choice.trees:
+            staged = op.warm.tree(name, _tree_path(op, name, t)) if op.warm else None
+            warm = staged is not None and not t.tree.source_is_file
+            copies.append(SWAP_SECONDS if warm else (t.tree.bytes or 0) / copy_rate)
+        for d in choice.dumps:
+            staged_db = op.warm.database(name, d.dump.database) if op.warm else None
+            if staged_db is not None and staged_db.backup_id == backup_id(d):
+                imports.append(SWAP_SECONDS)
+            else:
+                imports.append(d.dump.size / copy_rate + sum(d.dump.tables.values()) / restore_rate)
+    seconds = max(copies) + max(imports) + CHECK_SECONDS
+    source = (
+        f"rates measured by staging at {rates.measured_at}"
+        if rates.measured_at
+        else "assumed rates, no staging measured any"
+    )
+    return (
+        f"about {human_duration(seconds)} ({source}: copy {human_bytes(int(copy_rate))}/s, "
+        f"import {restore_rate:,.0f} rows/s)"
+    )
+
+
+def _tree_path(op: Operation, environment: str, chosen: ChosenTree) -> str:
+    env = next(e for e in op.site.environments if e.name == environment)
+    for section, name, tree in connect.environment_trees(env):
+        if (section, name) == (chosen.tree.section, chosen.tree.name):
+            return tree.path
+    return ""
 
 
 def _estimate(size: int) -> str:

@@ -128,8 +128,11 @@ class CopyTree(Step):
         aside_root: str | None = None,
         verify_content: bool = False,
         environment: str = "",
+        link_dest: str | None = None,
     ) -> None:
         super().__init__(key, title)
+        # Files equal to those in this older copy (on the target) become hard links to them.
+        self.link_dest = link_dest
         self.ctx, self.source, self.target, self.dest = ctx, source, target, dest
         self.phase, self.stage, self.environment = phase, stage, environment
         self.aside_root, self.verify_content = aside_root, verify_content
@@ -173,6 +176,8 @@ class CopyTree(Step):
         return f"{operation_dir(self.ctx.operation_id)}/partial/{self.key}"
 
     def _options(self, **changes: Any) -> CopyOptions:
+        if self.link_dest is not None:
+            changes.setdefault("link_dest", self._absolute(self.link_dest))
         return replace(self.options, partial_dir=self._absolute(self.partial_dir()), **changes)
 
     def _plan(self, options: CopyOptions) -> Any:

@@ -105,6 +105,8 @@ class Runbook:
     backups: list[dict[str, Any]] = field(default_factory=list)  # what is restored, for the report
     # Data lost if the order were given at that moment (None: not known; 0: none, as on return).
     data_loss_at: Callable[[datetime], float | None] = lambda _moment: None
+    # False for runbooks that change nothing served (staging): no gate, no order.
+    order_needed: bool = True
 
     def __post_init__(self) -> None:
         self.steps = sorted_steps(self.steps)
@@ -173,7 +175,7 @@ class OperationRun:
         try:
             self._preflight(findings)
             self._take_lock()
-            if not self._ordered(gate):
+            if self.runbook.order_needed and not self._ordered(gate):
                 self._release_lock()
                 return self.report.data
             self.run_steps(self.runbook.steps)

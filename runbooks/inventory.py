@@ -792,6 +792,18 @@ class Orders(_Model):
         return self
 
 
+class Staging(_Model):
+    """The warm DRP server (`drp stage`, flow drp-stage): the newest verified backups restored
+    beside what the DRP server serves, so that an activation swaps them in instead of copying
+    and importing everything after the order."""
+
+    enabled: bool = Field(
+        default=True,
+        description="False: `drp stage` changes nothing and says so, and activations and drills "
+        "copy and import everything from the backup servers (the stages left are ignored).",
+    )
+
+
 class Timeouts(_Model):
     """How long drp waits for a command on a host before it gives up, naming the host and the
     command. Nothing waits forever: a hung file system or a dead link ends in an error."""
@@ -848,6 +860,10 @@ class Site(_Model):
     timeouts: Timeouts = Field(
         default_factory=Timeouts,
         description="How long commands on the hosts may take (defaults suit most sites).",
+    )
+    staging: Staging = Field(
+        default_factory=Staging,
+        description="The warm DRP server: staging of each verified backup on it (`drp stage`).",
     )
     watch: Watch = Field(
         default_factory=Watch,

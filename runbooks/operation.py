@@ -10,7 +10,7 @@ import secrets
 from datetime import UTC, datetime
 from uuid import UUID
 
-KINDS = ("activate", "return", "drill", "backup")
+KINDS = ("activate", "return", "drill", "backup", "stage")
 _PATTERN = re.compile(r"[a-z][a-z0-9-]{2,62}[a-z0-9]")
 
 
