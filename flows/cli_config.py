@@ -182,6 +182,13 @@ def _print_summary(console: Console, file: Path, site: Site) -> None:
         f"critical for {w.disaster.for_seconds:g} s ({alarm})",
         highlight=False,
     )
+    d = site.drift
+    versions = ", ".join(d.versions) or "none besides the OS and databases"
+    console.print(
+        f"Drift (drp drift): versions {escape(versions)}; {len(d.ignore)} ignore pattern(s); "
+        f"loopback {'compared' if d.loopback else 'not compared'}",
+        highlight=False,
+    )
     refs = _refs_by_reference(site)
     console.print(
         f"Secrets: {len(refs)} reference(s): {escape(', '.join(str(ref) for ref in refs)) or '-'}"

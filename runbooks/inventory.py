@@ -36,6 +36,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from providers.tickets import masked_url
+from runbooks.drift_config import Drift
 from runbooks.errors import ConfigError
 from runbooks.secrets import Secret, SecretRef
 from runbooks.watch_config import Watch, watch_problems
@@ -869,6 +870,7 @@ class Site(_Model):
         default_factory=Watch,
         description="Supervision (`drp watch`): thresholds per probe, alerts, the disaster alarm.",
     )
+    drift: Drift = Field(default_factory=Drift, description="What `drp drift` compares.")
 
     _source: Path | None = PrivateAttr(None)
 
