@@ -10,6 +10,7 @@ import typer
 
 from flows.cli_backup import backup_app
 from flows.cli_config import config_app
+from flows.cli_drift import drift_command
 from flows.cli_lab import lab_app
 from flows.cli_ops import (
     activate_command,
@@ -62,6 +63,7 @@ for name, command in (
     ("unlock", unlock_command),
     ("stage", stage_command),
     ("watch", watch_command),
+    ("drift", drift_command),
 ):
     app.command(name, help=_help(command))(command)
 

@@ -11,10 +11,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # chromium and libatomic1 (needed by Playwright's driver): the browser tests drive the Prefect
-# UI in Debian's Chromium, since Playwright cannot download its own browser here.
+# UI in Debian's Chromium, since Playwright cannot download its own browser here. cron: the
+# lab hosts' users get crontabs (`crontab`) in the drift test; its daemon is not started.
 packages=(openssh-server openssh-client rsync postgresql postgresql-client mariadb-server
           mariadb-client knot knot-dnsutils python3-venv procps iproute2 util-linux
-          chromium libatomic1)
+          chromium libatomic1 cron)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
