@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 
 from flows.lock_runs import ended_flow_run
 from flows.operation import _flow_run_words
@@ -88,9 +89,18 @@ def _run(site: Site, prepared: PreparedStage, report: Report, lock: SiteLock) ->
     except DrpError as err:
         failed = err
     _record(site, prepared, report)
+    _publish_drift(report)
     if failed is not None:
         raise failed
     return report.data
+
+
+def _publish_drift(report: Report) -> None:
+    """The drift check's summary as an artifact of the run (key `drift`)."""
+    record = next((r for r in report.timeline if r.step == "drift-check"), None)
+    markdown = record.details.get("drift_markdown") if record is not None else None
+    if markdown:
+        create_markdown_artifact(markdown, key="drift", description="DRP server vs production")
 
 
 def _no_gate(plan_hash: str) -> Any:

@@ -42,7 +42,7 @@ from providers import aside
 from providers.database import Aside, engine_for, mysql_aside_files
 from providers.dbcommon import DatabaseState, DbEndpoint, Marker
 from runbooks import connect, site_lock
-from runbooks.activation import Operation, RestoreDatabase
+from runbooks.activation import Operation, RestoreDatabase, SwapInStagedTree
 from runbooks.common_steps import CopyTree
 from runbooks.errors import DrpError, StepFailed, UnsafePlan, VerifyFailed
 from runbooks.inventory import Database, DatabaseRole
@@ -278,10 +278,19 @@ class DrillTargets:
     restores: dict[str, tuple[Restored, ...]] = field(default_factory=dict)  # path -> content
 
 
+def _tree_copy(step: Step) -> CopyTree | None:
+    """The copy a step makes of a tree: itself, or the copy a staged tree's swap stands for
+    (its content is the same set's, and what it falls back to)."""
+    if isinstance(step, SwapInStagedTree):
+        return step.cold
+    return step if isinstance(step, CopyTree) else None
+
+
 def _restored(step: Step) -> Restored | None:
     """What a drill step leaves at the path it writes (None: nothing cleanup can prove)."""
-    if isinstance(step, CopyTree) and step.source.digest is not None:
-        source = step.source
+    copy = _tree_copy(step)
+    if copy is not None and copy.source.digest is not None:
+        source = copy.source
         return Restored(source.label, digest=source.digest, file_name=source.file_name)
     if isinstance(step, RestoreDatabase):
         return Restored(step.chosen.set.label, staged=step.dump_name)
@@ -907,11 +916,12 @@ def with_cleanup(op: Operation, steps: list[Step]) -> list[Step]:
     targets = drill_targets(steps)
     store = PriorStateStore(op)
     for step in steps:
-        if isinstance(step, CopyTree) and step.aside_root:
+        copy = _tree_copy(step)
+        if copy is not None and copy.aside_root:
             # The whole destination is set aside before the drill: what its copy replaces
             # there is the drill's own. Kept in the drill's record directory, never beside the
             # destination, where the set-aside original waits and must stay as recorded.
-            step.aside_root = f"{record_dir(op.operation_id)}/replaced/{step.key}"
+            copy.aside_root = f"{record_dir(op.operation_id)}/replaced/{copy.key}"
     trees = [
         RestoreDrpTree(op, store, path, targets.restores.get(path, ())) for path in targets.paths
     ]

@@ -33,6 +33,7 @@ from runbooks.activation import (
 )
 from runbooks.backups import ChosenDump, ChosenTree
 from runbooks.common_steps import CopyTree, HostReachable, TreeSource
+from runbooks.drift import CheckDrift
 from runbooks.errors import StepFailed
 from runbooks.inventory import Database, Environment, Site, Tree
 from runbooks.records import records_on_host, write_argv
@@ -273,7 +274,9 @@ def stage_preflight(op: Operation) -> list[Step]:
 
 
 def stage_steps(op: Operation) -> list[Step]:
-    steps: list[Step] = []
+    """The stages of the chosen sets, then the drift between the DRP server and production
+    (`runbooks.drift`): each staging run reports what changed on either side."""
+    steps: list[Step] = [CheckDrift(op, phase=90)]
     warm = op.warm
     for env in op.site.environments:
         if env.name not in op.selection.environments:

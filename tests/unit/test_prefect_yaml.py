@@ -50,3 +50,20 @@ def test_the_docs_name_deployments_as_prefect_deployment_ls_lists_them(
         named |= set(re.findall(rf"(?<![\w.-])((?:{pattern})/[\w-]+)", text))
         assert named, doc
         assert named <= listed, f"{doc} names {sorted(named - listed)}; listed: {sorted(listed)}"
+
+
+def test_staging_runs_after_every_backup_and_every_hour() -> None:
+    """The stage deployment's trigger is one Prefect takes, and fires on a completed run of
+    either backup flow (and of nothing else)."""
+    from prefect.cli.deploy._triggers import _initialize_deployment_triggers
+
+    stage = next(d for d in DEPLOYMENTS if d["entrypoint"] == "flows/stage.py:drp_stage")
+    assert stage["schedules"][0]["cron"] == "45 * * * *"
+    (trigger,) = _initialize_deployment_triggers("stage", stage["triggers"])
+    backups = {d["entrypoint"].split(":")[1] for d in DEPLOYMENTS if "backup" in d["tags"]}
+    assert backups == {"backup_environment", "backup_user_databases"}
+    related = trigger.match_related
+    specification = related[0] if isinstance(related, list) else related
+    names = specification.get("prefect.resource.name")
+    assert sorted(names) == ["backup-environment", "backup-user-databases"]
+    assert trigger.expect == {"prefect.flow-run.Completed"}
