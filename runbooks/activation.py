@@ -25,7 +25,7 @@ from providers.aside import normalize_path
 from providers.database import engine_for, stage_endpoint
 from providers.dbcommon import DatabaseError, DbEndpoint, NonEmptyDatabase
 from runbooks import connect
-from runbooks.backups import ChosenDump, ChosenTree, Selection
+from runbooks.backups import ChosenDump, ChosenTree, EnvironmentChoice, Selection
 from runbooks.common_steps import (
     CheckService,
     CopyTree,
@@ -156,9 +156,10 @@ class DiskSpace(ReadOnlyStep):
         # Trees arrive whole (what they replace is kept aside, not overwritten in place). The
         # imports run together, so every dump is staged at once (each removed once its
         # database is verified), and a database takes about as much room as its dump again.
+        # A staged tree or database swapped in takes no more room than its stage already does.
         choices = op.selection.environments.values()
-        self.trees = sum(t.tree.bytes for c in choices for t in c.trees)
-        self.dumps = sum(d.dump.size for c in choices for d in c.dumps)
+        self.trees = sum(t.tree.bytes for c in choices for t in c.trees if not _warm_tree(op, c, t))
+        self.dumps = sum(d.dump.size for c in choices for d in c.dumps if not _warm_dump(op, c, d))
         self.needed = self.trees + 2 * self.dumps
 
     def describe(self) -> list[Change]:
@@ -735,14 +736,12 @@ def estimated_rto(op: Operation) -> str:
     copy_rate = rates.copy_bytes_per_second or ASSUMED_COPY_RATE
     restore_rate = rates.restore_rows_per_second or ASSUMED_RESTORE_RATE
     copies, imports = [0.0], [0.0]
-    for name, choice in op.selection.environments.items():
+    for choice in op.selection.environments.values():
         for t in choice.trees:
-            staged = op.warm.tree(name, _tree_path(op, name, t)) if op.warm else None
-            warm = staged is not None and not t.tree.source_is_file
+            warm = _warm_tree(op, choice, t)
             copies.append(SWAP_SECONDS if warm else (t.tree.bytes or 0) / copy_rate)
         for d in choice.dumps:
-            staged_db = op.warm.database(name, d.dump.database) if op.warm else None
-            if staged_db is not None and staged_db.backup_id == backup_id(d):
+            if _warm_dump(op, choice, d):
                 imports.append(SWAP_SECONDS)
             else:
                 imports.append(d.dump.size / copy_rate + sum(d.dump.tables.values()) / restore_rate)
@@ -756,6 +755,17 @@ def estimated_rto(op: Operation) -> str:
         f"about {human_duration(seconds)} ({source}: copy {human_bytes(int(copy_rate))}/s, "
         f"import {restore_rate:,.0f} rows/s)"
     )
+
+
+def _warm_tree(op: Operation, choice: EnvironmentChoice, chosen: ChosenTree) -> bool:
+    if op.warm is None or chosen.tree.source_is_file:
+        return False
+    return op.warm.tree(choice.environment, _tree_path(op, choice.environment, chosen)) is not None
+
+
+def _warm_dump(op: Operation, choice: EnvironmentChoice, chosen: ChosenDump) -> bool:
+    staged = op.warm.database(choice.environment, chosen.dump.database) if op.warm else None
+    return staged is not None and staged.backup_id == backup_id(chosen)
 
 
 def _tree_path(op: Operation, environment: str, chosen: ChosenTree) -> str:
