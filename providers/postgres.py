@@ -734,10 +734,12 @@ def swap_in(
     retry after a crash finds either the stage (and swaps it) or the swapped database (done)."""
     pw = reveal(password)
     began = time.monotonic()
-    with _connect(stage, pw) as conn:
-        staged = _read_marker(conn)
+    staged = None
+    if database_exists(stage, pw, maintenance_db=maintenance_db):
+        with _connect(stage, pw) as conn:
+            staged = _read_marker(conn)
     if staged is None or not staged.complete:
-        raise DatabaseError(f"{stage.label} holds no complete staged restore: nothing to swap in")
+        raise DatabaseError(f"{stage.label} holds no complete staged restore to swap in")
     _write_marker(stage, pw, staged.model_copy(update={"operation_id": operation_id}))
     exists = database_exists(endpoint, pw, maintenance_db=maintenance_db)
     kept_as = _free_aside_name(endpoint, pw, operation_id, maintenance_db) if exists else None

@@ -353,3 +353,50 @@ def test_no_password_in_any_argv_log_or_result(
         assert password not in result.model_dump_json()
     assert password not in back
     assert db.password_env in caplog.text  # the runner logged the secret's name, never its value
+
+
+def test_a_staged_restore_is_swapped_in_by_name_keeping_what_held_the_name(setup: Setup) -> None:
+    """The warm DRP server: a database restored earlier under another name (as a staging run
+    does) takes the live name in seconds; the database that had it is kept, renamed, whole."""
+    db, engine = setup.db, setup.db.engine
+    live, stage = setup.target("live"), setup.target("live_stage")
+    setup.restore(live, "b1")
+    db.execute(live, db.a_change)  # written on drp since: must be kept
+    before = setup.counts(live)
+    engine.restore(
+        setup.drp, setup.dump_path, stage, db.password, backup_id="b2",
+        manifest_digest="m", operation_id=f"stage-test-{TAG}",
+    )  # fmt: skip
+
+    swapped = engine.swap_in(stage, live, db.password, operation_id=OPERATION)
+    assert swapped.kept_as is not None and not engine.exists(stage, db.password)
+    assert setup.counts(live) == setup.dumped.table_counts
+    marker = engine.read_marker(live, db.password)
+    assert marker is not None and marker.complete
+    assert (marker.backup_id, marker.operation_id) == ("b2", OPERATION)  # the drill's own now
+    assert engine.table_counts(live.with_dbname(swapped.kept_as), db.password) == before
+
+    with pytest.raises(DatabaseError, match="no complete staged restore"):
+        engine.swap_in(stage, live, db.password, operation_id=OPERATION)  # nothing left to swap
+    assert setup.counts(live) == setup.dumped.table_counts
+
+
+def test_only_a_staging_runs_own_stage_is_dropped(setup: Setup) -> None:
+    db, engine = setup.db, setup.db.engine
+    foreign = setup.target("foreign_stage")
+    db.create_database(foreign)
+    db.execute(foreign, "CREATE TABLE notes (id INT PRIMARY KEY)")
+    with pytest.raises(NotOwnDatabase, match="no drp marker"):
+        engine.drop_stage(foreign, db.password)
+    assert engine.exists(foreign, db.password)
+    drill = setup.target("drill_restore")
+    setup.restore(drill, "b1")  # a drill's restore, not a staging run's
+    with pytest.raises(NotOwnDatabase, match=f"marker names {OPERATION}"):
+        engine.drop_stage(drill, db.password)
+    staged = setup.target("staged")
+    engine.restore(
+        setup.drp, setup.dump_path, staged, db.password, backup_id="b1",
+        manifest_digest="m", operation_id=f"stage-test-{TAG}",
+    )  # fmt: skip
+    assert engine.drop_stage(staged, db.password) is True
+    assert not engine.exists(staged, db.password)
