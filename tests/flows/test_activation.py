@@ -7,15 +7,12 @@ the DRP web page shows, what the DRP databases hold, what the report says.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from flow_helpers import (
@@ -229,168 +226,6 @@ def test_drill_from_the_command_line_leaves_dns_untouched(site, prefect_server) 
     assert not any(r.step.startswith("dns-") for r in report.timeline)
     assert report.order["via"] and report.order["ordered_by"] == "Lab Operator"
     assert len(tickets(site, "drill-finished", op)) == 1
-
-
-# -- kill and resume ---------------------------------------------------------------------------
-def _start_activation(op: str, prefect_server, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flows.cli",
-            "activate",
-            "-c",
-            str(LAB_CONFIG),
-            "--operation-id",
-            op,
-            "--order-by",
-            "Jane Doe",
-            "--reference",
-            "1STKYC-43",
-            "--acknowledge-data-loss",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PREFECT_API_URL": prefect_server.api_url},
-        start_new_session=True,
-    )
-
-
-def _report_data(site: Site, op: str) -> dict[str, Any]:
-    path = reports_dir(site) / f"{op}.json"
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def _kill_when(process: subprocess.Popen[str], condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 300
-    while not condition():
-        assert process.poll() is None, f"ended before {what}: {process.stdout.read()[-3000:]}"
-        assert time.monotonic() < deadline, f"never reached {what}"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    process.stdout.close()
-
-
-MATCH_WWW_COPY = "[r]sync .*srv/app/www"  # this test's copy only, not other rsyncs on drp
-
-
-def _remote_copy_ended(site: Site) -> bool:
-    """The copy on the DRP server dies with drp (its SSH channel closed): nothing is left
-    writing into the tree while a resume starts."""
-    with connect.HostPool(site) as pool:
-        drp = pool["drp"]
-        for _ in range(100):
-            if not drp.run(["pgrep", "-f", MATCH_WWW_COPY], check=False).ok:
-                return True
-            time.sleep(0.1)
-    return False
-
-
-def test_killed_during_copy_and_import_resumes_without_redoing_work(
-    site, prefect_server, dns_back_to_production
-) -> None:
-    op = f"activate-resume-{RUN}"
-    with connect.HostPool(site) as pool:  # start from an empty web root on drp
-        pool["drp"].run(["rm", "-rf", "srv/app/www"])
-    for db in site.environments[0].databases:  # and without the application's databases
-        _drop_on_drp(site, db)
-    total = next(
-        t.tree.bytes
-        for c in _selection(site).environments.values()
-        for t in c.trees
-        if t.tree.name == "www"
-    )
-
-    # 1. Killed in the middle of the copy (slowed down so that there is a middle).
-    first = _start_activation(op, prefect_server, "--bwlimit", "2000")
-    with connect.HostPool(site) as pool:
-        drp = pool["drp"]
-
-        def copy_half_done() -> bool:
-            out = drp.run(["sh", "-c", "du -sb srv/app/www 2>/dev/null | cut -f1"], check=False)
-            return out.ok and out.stdout.strip().isdigit() and int(out.stdout) > total // 3
-
-        _kill_when(first, copy_half_done, "the middle of the copy")
-    assert _remote_copy_ended(site), "the copy on drp outlived the killed drp"
-
-    # 2. Resumed, then killed in the middle of the database imports.
-    second = _start_activation(op, prefect_server)
-
-    def importing() -> bool:
-        steps = {r["step"] for r in _report_data(site, op).get("timeline", [])}
-        return {"copy-app-files-www", "copy-app-configs-config"} <= steps
-
-    _kill_when(second, importing, "the imports")
-    www = next(r for r in _report_data(site, op)["timeline"] if r["step"] == "copy-app-files-www")
-    assert www["outcome"] == "applied"
-    assert 0 < www["bytes"] < total, "the resumed copy sent again files that had arrived"
-
-    # 3. Resumed to the end: completed steps are skipped with their reasons.
-    db = site.environments[0].databases
-    markers_before = {d.name: _marker(site, d) for d in db}
-    third = _start_activation(op, prefect_server)
-    output, _ = third.communicate(timeout=600)
-    assert third.returncode == 0, output[-4000:]
-    report = load_report(reports_dir(site), op)
-    outcomes = {r.step: r for r in report.timeline}
-    assert outcomes["copy-app-files-www"].outcome.value == "skipped"
-    assert "earlier run" in outcomes["copy-app-files-www"].reason
-    for d in db:
-        record = outcomes[f"restore-app-{d.name}"]
-        before = markers_before[d.name]
-        if before is not None and before.complete and before.operation_id == op:
-            # imported before the kill: not imported again
-            assert record.outcome.value == "skipped", record.reason
-            assert _marker(site, d) == before
-        assert _marker(site, d).operation_id == op
-        assert _marker(site, d).complete
-    assert report.outcome == "succeeded"
-    assert knot_answers() == {name: [DRP] for name in NAMES}
-
-
-def _selection(site: Site) -> Any:
-    from runbooks.backups import choose_sets
-
-    return choose_sets(site)
-
-
-def _marker(site: Site, db: Any) -> Any:
-    from providers import mysql, postgres
-
-    engine = postgres if db.engine == "postgresql" else mysql
-    return engine.read_marker(
-        connect.db_endpoint(site, db, "drp"), connect.database_password(site, db)
-    )
-
-
-def _drop_on_drp(site: Site, db: Any) -> None:
-    import psycopg
-    import pymysql
-
-    endpoint = connect.db_endpoint(site, db, "drp")
-    password = connect.database_password(site, db).reveal()
-    if db.engine == "postgresql":
-        with psycopg.connect(
-            host=endpoint.address,
-            port=endpoint.port,
-            user=endpoint.user,
-            password=password,
-            dbname="postgres",
-            autocommit=True,
-        ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
-    else:
-        conn = pymysql.connect(
-            host=endpoint.address, port=endpoint.port, user=endpoint.user, password=password
-        )
-        with conn:
-            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{db.name}`")
 
 
 # -- a restored database written to since ------------------------------------------------------

@@ -79,6 +79,7 @@ def test_certificates_keep_the_newest_per_set_and_say_what_was_proved(tmp_path: 
     assert read_certificates(runner) == [first, failed]
     latest = latest_certificates(read_certificates(runner))
     assert latest["b:app/1"].words == "restore-tested at 2026-12-01 01:10 UTC on drp (rows match)"
-    assert latest["b:app/2"].words == "FAILED to restore at 2026-12-02 01:10 UTC on drp: rows differ"
+    failed_words = "FAILED to restore at 2026-12-02 01:10 UTC on drp: rows differ"
+    assert latest["b:app/2"].words == failed_words
     stored = (tmp_path / ".drp/stage/certificates.json").stat().st_mode & 0o777
     assert stored == 0o600
