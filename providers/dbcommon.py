@@ -11,6 +11,7 @@ else's data, unless forced; even then the old data is first made safe).
 from __future__ import annotations
 
 import hashlib
+import logging
 import posixpath
 import re
 import shlex
@@ -216,6 +217,34 @@ class RestoreResult(BaseModel):
         "dump file on the restoring host (MySQL).",
     )
     marker: Marker | None = Field(default=None, description="The marker now in the target.")
+
+
+def swapped_in(
+    stage: DbEndpoint,
+    endpoint: DbEndpoint,
+    staged: Marker,
+    *,
+    how: str,
+    seconds: float,
+    kept: str,
+    kept_as: str | None,
+    marker: Marker | None,
+) -> RestoreResult:
+    """What putting a staged database in place did (`DatabaseEngine.swap_in`), logged."""
+    reason = (
+        f"{how} the staged {stage.dbname} (backup {staged.backup_id}) in as {endpoint.label} "
+        f"in {seconds:.1f} s{kept if kept_as else ''}"
+    )
+    logging.getLogger(f"providers.dbcommon[{endpoint.label}]").info("%s", reason)
+    return RestoreResult(
+        action="restored",
+        reason=reason,
+        database=endpoint.label,
+        backup_id=staged.backup_id,
+        seconds=round(seconds, 3),
+        kept_as=kept_as,
+        marker=marker,
+    )
 
 
 def scratch_name(base: str, tag: str, extra: str, *, limit: int = 63) -> str:

@@ -50,6 +50,7 @@ from providers.dbcommon import (
     run_on_host,
     scratch_name,
     stdin_from_file_argv,
+    swapped_in,
     write_dump,
 )
 
@@ -751,19 +752,13 @@ def swap_in(
         if not _all_tables(conn, stage.dbname):
             _fetchall(conn, f"DROP DATABASE {_ident(stage.dbname)}")
         done = _read_marker(conn, endpoint.dbname)
-    seconds = time.monotonic() - began
-    kept = f"; the tables it held are kept in {kept_as}" if kept_as else ""
-    reason = (
-        f"moved the staged {stage.dbname} (backup {staged.backup_id}) in as {endpoint.label} "
-        f"in {seconds:.1f} s{kept}"
-    )
-    _log(endpoint).info("%s", reason)
-    return RestoreResult(
-        action="restored",
-        reason=reason,
-        database=endpoint.label,
-        backup_id=staged.backup_id,
-        seconds=round(seconds, 3),
+    return swapped_in(
+        stage,
+        endpoint,
+        staged,
+        how="moved",
+        seconds=time.monotonic() - began,
+        kept=f"; the tables it held are kept in {kept_as}",
         kept_as=kept_as,
         marker=done,
     )

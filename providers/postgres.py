@@ -42,6 +42,7 @@ from providers.dbcommon import (
     reveal,
     run_on_host,
     scratch_name,
+    swapped_in,
     write_dump,
 )
 
@@ -744,19 +745,13 @@ def swap_in(
     exists = database_exists(endpoint, pw, maintenance_db=maintenance_db)
     kept_as = _free_aside_name(endpoint, pw, operation_id, maintenance_db) if exists else None
     _swap(endpoint, pw, stage.dbname, kept_as, maintenance_db)
-    seconds = time.monotonic() - began
-    kept = f"; the previous database is kept as {kept_as}" if kept_as else ""
-    reason = (
-        f"swapped the staged {stage.dbname} (backup {staged.backup_id}) in as {endpoint.label} "
-        f"in {seconds:.1f} s{kept}"
-    )
-    _log(endpoint).info("%s", reason)
-    return RestoreResult(
-        action="restored",
-        reason=reason,
-        database=endpoint.label,
-        backup_id=staged.backup_id,
-        seconds=round(seconds, 3),
+    return swapped_in(
+        stage,
+        endpoint,
+        staged,
+        how="renamed",
+        seconds=time.monotonic() - began,
+        kept=f"; the previous database is kept as {kept_as}",
         kept_as=kept_as,
         marker=read_marker(endpoint, pw, maintenance_db=maintenance_db),
     )

@@ -582,15 +582,8 @@ def copy_from_backup(op: Operation, env: Environment, tree: Tree, chosen: Chosen
         excludes = ("*",)
     else:
         dest = tree.path
-    source = TreeSource(
-        connect.backup_role(op.site, set_.server),
-        chosen.path,
-        set_.label,
-        files=record.files,
-        bytes=record.bytes,
-        digest=record.digest,
-        file_name=tree.path.rstrip("/").rsplit("/", 1)[-1] if record.source_is_file else None,
-    )
+    file_name = tree.path.rstrip("/").rsplit("/", 1)[-1] if record.source_is_file else None
+    source = set_source(op, chosen, file_name)
     return CopyTree(
         op,
         f"copy-{env.name}-{section}-{record.name}",
@@ -605,6 +598,20 @@ def copy_from_backup(op: Operation, env: Environment, tree: Tree, chosen: Chosen
         delete=True,
         aside_root=copy_aside_root(dest, op.operation_id),
         environment=set_.environment,
+    )
+
+
+def set_source(op: Operation, chosen: ChosenTree, file_name: str | None = None) -> TreeSource:
+    """A tree of a backup set, where its copy reads it, with what its manifest says of it."""
+    record, set_ = chosen.tree, chosen.set
+    return TreeSource(
+        connect.backup_role(op.site, set_.server),
+        chosen.path,
+        set_.label,
+        files=record.files,
+        bytes=record.bytes,
+        digest=record.digest,
+        file_name=file_name,
     )
 
 

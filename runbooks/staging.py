@@ -30,9 +30,10 @@ from runbooks.activation import (
     DiskSpace,
     Operation,
     RestoreDatabase,
+    set_source,
 )
 from runbooks.backups import ChosenDump, ChosenTree
-from runbooks.common_steps import CopyTree, HostReachable, TreeSource
+from runbooks.common_steps import CopyTree, HostReachable
 from runbooks.drift import CheckDrift
 from runbooks.errors import StepFailed
 from runbooks.inventory import Database, Environment, Site, Tree
@@ -125,19 +126,11 @@ class StageTree(Step):
         self.previous = (
             previous.directory if previous and previous.directory != self.directory else None
         )
-        source = TreeSource(
-            connect.backup_role(op.site, set_.server),
-            chosen.path,
-            set_.label,
-            files=record.files,
-            bytes=record.bytes,
-            digest=record.digest,
-        )
         self.copy = CopyTree(
             op,
             self.key,
             self.title,
-            source,
+            set_source(op, chosen),
             TARGET,
             self.directory,
             excludes=tuple(tree.exclude),
