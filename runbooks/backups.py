@@ -22,6 +22,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -243,21 +244,35 @@ def compare_dump(record: DumpRecord, found: tuple[int, str] | None) -> list[str]
     return []
 
 
+VERIFY_COMMANDS_AT_ONCE = 4  # well under sshd's 10 sessions per connection
+
+
 def verify_set(runner: CommandRunner, backup_set: BackupSet) -> Verification:
     """Check on its server that every file of the set's manifest is present and unchanged."""
     if backup_set.manifest is None:
         return Verification(backup_set, (backup_set.reason or "no manifest",))
     manifest = backup_set.manifest
+    paths = [backup_set.item_path(d.path) for d in manifest.databases]
+    # The trees and the dumps are read side by side, each command on its own channel.
+    with ThreadPoolExecutor(max_workers=VERIFY_COMMANDS_AT_ONCE) as readers:
+        trees = [
+            readers.submit(
+                runner.run, mf.tree_stats_argv(backup_set.item_path(t.path)), check=False
+            )
+            for t in manifest.trees
+        ]
+        dumps = (
+            readers.submit(runner.run, mf.file_stats_argv(paths), check=False) if paths else None
+        )
     problems: list[str] = []
-    for tree in manifest.trees:
-        result = runner.run(mf.tree_stats_argv(backup_set.item_path(tree.path)), check=False)
+    for tree, reading in zip(manifest.trees, trees, strict=True):
+        result = reading.result()
         if not result.ok:
             problems.append(f"{tree.path}: missing")
             continue
         problems += compare_tree(tree, *mf.parse_tree_stats(result.stdout))
-    if manifest.databases:
-        paths = [backup_set.item_path(d.path) for d in manifest.databases]
-        result = runner.run(mf.file_stats_argv(paths), check=False)
+    if dumps is not None:
+        result = dumps.result()
         if not result.ok:
             raise ProviderError(
                 f"cannot read the dumps of {backup_set.label}: {result.stderr.strip()[:300]}"
@@ -495,9 +510,10 @@ class Catalogue:
         """Every set on every reachable server, newest first. An unreachable server is noted
         in `unreachable` (activation goes on with the other one)."""
         if self._sets is None:
-            found: list[BackupSet] = []
-            for server in self.servers.values():
-                found += self._read_server(server)
+            # Both servers at once: each listing is a round trip, and the first one a login.
+            with ThreadPoolExecutor(max_workers=max(1, len(self.servers))) as readers:
+                listings = list(readers.map(self._read_server, self.servers.values()))
+            found = [s for sets in listings for s in sets]
             self._sets = sorted(found, key=lambda s: (s.started, s.server), reverse=True)
         if environment is None:
             return list(self._sets)
