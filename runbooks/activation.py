@@ -472,7 +472,13 @@ class SwapInStagedTree(Step):
     chosen set into the stage, then the stage renamed into place, the tree it replaces renamed
     into the operation's aside directory first (two renames on one file system: instant,
     whatever the size). Excluded paths (caches) stay with the replaced tree. Without the stage
-    (gone since the plan), the tree is copied whole, as `copy_from_backup` does."""
+    (gone since the plan), the tree is copied whole, as `copy_from_backup` does.
+
+    A drill links the stage into place instead (`cp -al`: a new tree of hard links, as fast),
+    so that the stage stays ready for the activation: a rehearsal never leaves the DRP server
+    colder. rsync replaces a file by a new one, never in place, so a later delta into the
+    stage does not reach the drill's tree, nor the other way round; a file the service rewrites
+    in place changes its time, and the stage's next check copies it again."""
 
     parallel = True
     phase = 20
@@ -482,6 +488,7 @@ class SwapInStagedTree(Step):
         super().__init__(cold.key, cold.title)
         self.op, self.cold, self.staged = op, cold, staged
         self.dest, self.where = cold.dest, cold.where
+        self.link = op.kind == "drill"  # keep the stage: see the class's docstring
         self.final = CopyTree(
             op,
             f"{cold.key}-final",
@@ -502,10 +509,14 @@ class SwapInStagedTree(Step):
                 self.where,
                 f"staged {self.staged.set_label} ({self.staged.files} files, restored "
                 f"{self.staged.staged_at}): final delta from {self.cold.source.label}, then "
-                f"renamed into place; the tree it replaces is kept in {self.cold.aside_root}",
+                f"{self._how} into place; the tree it replaces is kept in {self.cold.aside_root}",
                 0,
             )
         ]
+
+    @property
+    def _how(self) -> str:
+        return "hard-linked (the stage stays for the activation)" if self.link else "renamed"
 
     def writes(self) -> list[Write]:
         return self.cold.writes()
@@ -529,22 +540,26 @@ class SwapInStagedTree(Step):
         aside = f"{self.cold.aside_root}/swapped-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
         script = (
             'set -e; if [ -e "$1" ] || [ -L "$1" ]; then mkdir -p -- "$(dirname -- "$3")"; '
-            'mv -T -- "$1" "$3"; echo kept; fi; mkdir -p -- "$(dirname -- "$1")"; '
-            'mv -T -- "$2" "$1"; rm -f -- "$4"'
+            'mv -T -- "$1" "$3"; echo kept; fi; mkdir -p -- "$(dirname -- "$1")"\n'
+            'if [ "$5" = link ]; then t="$1.drp-linking"; rm -rf -- "$t"; cp -al -- "$2" "$t"; '
+            'mv -T -- "$t" "$1"; else mv -T -- "$2" "$1"; rm -f -- "$4"; fi'
         )
         argv = ["sh", "-c", script, "sh", normalize_path(self.dest), self.staged.directory]
+        mode = "link" if self.link else "move"
         result = self.op.pool[TARGET].run(
-            [*argv, aside, done_file(self.staged.directory)], check=False, timeout=600
+            [*argv, aside, done_file(self.staged.directory), mode],
+            check=False,
+            timeout=self.op.site.timeouts.copy_seconds,
         )
         if not result.ok:
             raise StepFailed(
-                f"{self.where}: the staged tree could not be renamed into place: "
-                f"{result.stderr.strip()[:300]}"
+                f"{self.where}: the staged tree could not be {self._how.split(' ')[0]} into "
+                f"place: {result.stderr.strip()[:300]}"
             )
         kept = f"; the tree it replaced is in {aside}" if "kept" in result.stdout else ""
         return Applied(
-            f"swapped in the staged {self.staged.set_label} after a final delta of "
-            f"{delta.files} files ({human_bytes(delta.bytes)}){kept} (warm)",
+            f"the staged {self.staged.set_label}, after a final delta of {delta.files} files "
+            f"({human_bytes(delta.bytes)}), {self._how} into place{kept} (warm)",
             bytes=delta.bytes,
             files=delta.files,
             details={"warm": True, "kept_as": aside} if kept else {"warm": True},

@@ -149,8 +149,13 @@ def test_staging_is_a_restore_test_and_the_drill_swaps_the_stage_in(
     assert f"{sum(shop.dump.tables.values())} rows as in the manifest" in shop_step["reason"]
     assert not users_step["details"].get("warm")
     assert f"{sum(users.dump.tables.values())} rows as in the manifest" in users_step["reason"]
+    assert "hard-linked (the stage stays for the activation)" in www["reason"]
     assert files(site, "drp", WWW) == served  # put back as it was before the drill
-    assert _stages(site) == [] and _stage_counts(site, "app_shop") == {}  # swapped in, used
+    # The drill linked the stage of the files, which stays ready (its final delta included);
+    # the shop database's stage was renamed in: the next staging restores it again.
+    assert f"{staged_www}/" in _stages(site) and len(_stages(site)) == 2  # www and config
+    assert files(site, "drp", staged_www) == files(site, "production", WWW)
+    assert _stage_counts(site, "app_shop") == {}
 
     # 5. Staging again: the new sets staged and restore-tested.
     code, out = _run(api, "stage", "-c", CONFIG)
