@@ -7,6 +7,7 @@ can be killed (SIGKILL, its whole process group) at a moment seen from outside, 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -405,3 +406,49 @@ def resume(run_id: UUID, answer: dict[str, Any]) -> None:
     from prefect.flow_runs import resume_flow_run
 
     resume_flow_run(run_id, run_input=answer)
+
+
+# -- a deployment served as a worker runs it -----------------------------------------------------
+@contextlib.contextmanager
+def serving(code: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A runner process (`code` calls a flow's `.serve(...)`), its output in `log`; stopped at
+    the end (TERM, then KILL after 20 s)."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_state(run_id: Any) -> Any:
+    """A flow run's state, as the API has it now."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id).state
+
+
+def wait_for(run_id: Any, done: Callable[[Any], bool], what: str, timeout: float = 240) -> Any:
+    """Until `done(state)`, read from the API; fails at once if the run ends otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = run_state(run_id)
+        if state is not None and done(state):
+            return state
+        assert state is None or not state.is_final(), f"ended before it {what}: {state}"
+        assert time.monotonic() < deadline, f"never {what}; last state {state}"
+        time.sleep(0.3)
+
+
+def suspended(pause: int) -> Callable[[Any], bool]:
+    """The run waits at its gate for the `pause`-th time (each answer restarts it)."""
+    return lambda s: s.name == "Suspended" and s.state_details.pause_key == str(pause)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,7 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_helpers import LAB_CONFIG, drp_cli, drp_state, ensure_backups, knot_answers
+from flow_helpers import (
+    LAB_CONFIG,
+    drp_cli,
+    drp_state,
+    ensure_backups,
+    knot_answers,
+    run_state,
+    serving,
+    suspended,
+    wait_for,
+)
 
 from runbooks.inventory import Site, load_site
 
@@ -57,48 +65,11 @@ def runner(site: Site, prefect_server, reports: Path, tmp_path_factory) -> Itera
         "DRP_CONFIG": str(LAB_CONFIG),
         "DRP_REPORTS_DIR": str(reports),
     }
-    log = tmp_path_factory.mktemp("runner") / "runner.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", SERVE], env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
+    with serving(SERVE, env, tmp_path_factory.mktemp("runner") / "runner.log"):
         yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _state(run_id: Any) -> Any:
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(run_id).state
-
-
-def _wait(run_id: Any, done: Any, what: str, timeout: float = 240) -> Any:
-    """Until `done(state)`; fails at once if the run ends otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        state = _state(run_id)
-        if state is not None and done(state):
-            return state
-        assert state is None or not state.is_final(), f"ended before it {what}: {state}"
-        assert time.monotonic() < deadline, f"never {what}; last state {state}"
-        time.sleep(0.5)
-
-
-def _suspended(pause: int) -> Any:
-    """The run waits at its gate for the `pause`-th time (each answer restarts it)."""
-    return lambda s: s.name == "Suspended" and s.state_details.pause_key == str(pause)
-
-
 def _start(parameters: dict[str, Any] | None = None) -> Any:
     """A deployment run, as the UI's "Run" starts it (no parameters unless given)."""
     from prefect.deployments import run_deployment
@@ -171,7 +142,7 @@ def test_no_parameter_run_answered_with_drp_approve_completes_as_one_operation(
     dns_before = knot_answers()
     before = set(reports.glob("*.json"))
     run = _start()
-    _wait(run.id, _suspended(1), "suspended at the gate")
+    wait_for(run.id, suspended(1), "suspended at the gate")
     at_gate = _one_report(reports, before, run.id)
     assert at_gate["outcome"] == "running" and at_gate["order"] is None
 
@@ -179,7 +150,7 @@ def test_no_parameter_run_answered_with_drp_approve_completes_as_one_operation(
                        "--reference", "1STKYC-77", "--acknowledge-data-loss")  # fmt: skip
     assert approved.returncode == 0, approved.stdout + approved.stderr
     assert "will be lost" in approved.stdout  # the brief is shown to whoever answers
-    final = _wait(run.id, lambda s: s.is_final(), "was finished")
+    final = wait_for(run.id, lambda s: s.is_final(), "was finished")
     assert final.is_completed(), final.message
 
     # The same operation before and after the restart: one report, the same id and plan.
@@ -202,7 +173,7 @@ def test_no_parameter_run_reopens_its_form_then_completes_through_the_resume_api
     dns_before = knot_answers()
     before = set(reports.glob("*.json"))
     run = _start()
-    _wait(run.id, _suspended(1), "suspended at the gate")
+    wait_for(run.id, suspended(1), "suspended at the gate")
     at_gate = _one_report(reports, before, run.id)
     first = gate.paused_schema(run.id)["properties"]
     assert "default" not in first["ordered_by"] and "default" not in first["reference"]
@@ -212,7 +183,7 @@ def test_no_parameter_run_reopens_its_form_then_completes_through_the_resume_api
     # it, restarts from the top, and reopens the gate with the reason.
     asked = datetime.now(UTC)
     resume_flow_run(run.id, run_input=_answer(at_gate["plan_hash"], acknowledged=False))
-    _wait(run.id, _suspended(2), "suspended at the gate again")
+    wait_for(run.id, suspended(2), "suspended at the gate again")
     seen = datetime.now(UTC)
     schema, brief = gate.paused_schema(run.id), gate.paused_brief(run.id)
     assert "The previous answer was not taken" in brief and "not acknowledged" in brief
@@ -231,7 +202,7 @@ def test_no_parameter_run_reopens_its_form_then_completes_through_the_resume_api
     assert loss >= first_loss
 
     gate.answer_gate(run.id, _answer(gate.paused_plan_hash(run.id)))
-    final = _wait(run.id, lambda s: s.is_final(), "was finished")
+    final = wait_for(run.id, lambda s: s.is_final(), "was finished")
     assert final.is_completed(), final.message
     report = _one_report(reports, before, run.id)
     assert report["operation_id"] == at_gate["operation_id"]
@@ -246,11 +217,11 @@ def test_refused_answer_ends_the_no_parameter_run_with_nothing_changed(
     before = set(reports.glob("*.json"))
     drp_before, dns_before = drp_state(site), knot_answers()
     run = _start()
-    _wait(run.id, _suspended(1), "suspended at the gate")
+    wait_for(run.id, suspended(1), "suspended at the gate")
     refused = drp_cli(prefect_server.api_url, "approve", str(run.id), "--by", "Jane Doe",
                       "--reference", "1STKYC-78", "--refuse")  # fmt: skip
     assert refused.returncode == 0, refused.stdout + refused.stderr
-    final = _wait(run.id, lambda s: s.is_final(), "was finished")
+    final = wait_for(run.id, lambda s: s.is_final(), "was finished")
     assert final.is_completed(), final.message
     report = _one_report(reports, before, run.id)
     assert report["outcome"] == "refused"
@@ -266,10 +237,10 @@ def test_run_given_an_operation_id_keeps_it(site, runner, reports: Path) -> None
     # the site, and a drill seen there before another operation is not run again.
     op = f"drill-suspend-{int(time.time())}"
     run = _start({"operation_id": op})
-    _wait(run.id, _suspended(1), "suspended at the gate")
+    wait_for(run.id, suspended(1), "suspended at the gate")
     report = json.loads((reports / f"{op}.json").read_text())
     resume_flow_run(run.id, run_input=_answer(report["plan_hash"]))
-    final = _wait(run.id, lambda s: s.is_final(), "was finished")
+    final = wait_for(run.id, lambda s: s.is_final(), "was finished")
     assert final.is_completed(), final.message
     report = json.loads((reports / f"{op}.json").read_text())
     assert report["outcome"] == "succeeded"
@@ -286,13 +257,13 @@ def test_a_run_cancelled_at_its_gate_does_not_keep_the_site_locked(
     from runbooks import connect, site_lock
 
     run = _start()
-    _wait(run.id, _suspended(1), "suspended at the gate")
+    wait_for(run.id, suspended(1), "suspended at the gate")
     with connect.HostPool(site) as pool:
         held = site_lock.read_lock(pool["drp"])
     assert held is not None and held.run == f"flow run {run.id}" and not held.ordered_by
     with get_client(sync_client=True) as client:  # what the UI's Cancel does
         client.set_flow_run_state(run.id, Cancelling())
-    assert _state(run.id).name == "Cancelled"
+    assert run_state(run.id).name == "Cancelled"
 
     op = f"drill-after-cancel-{int(time.time()) % 100000}"
     done = drp_cli(prefect_server.api_url, "drill", "-c", str(LAB_CONFIG), "--operation-id", op,

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +31,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from flow_helpers import LAB_CONFIG, ensure_backups, knot_answers
+from flow_helpers import (
+    LAB_CONFIG,
+    ensure_backups,
+    knot_answers,
+    run_state,
+    serving,
+    suspended,
+    wait_for,
+)
 
 from flows import orchestrator
 from lab import mail_sink
@@ -102,20 +109,10 @@ def runner(
         "DRP_REPORTS_DIR": str(reports),
     }
     log = tmp_path_factory.mktemp("runner") / "runner.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", SERVE], env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
     try:
-        yield process, log
+        with serving(SERVE, env, log) as process:
+            yield process, log
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
         _forget_deployment(f"drp-drill/{NAME}")
 
 
@@ -240,29 +237,6 @@ def _registered(name: str, process: subprocess.Popen[bytes], log: Path) -> str:
                 time.sleep(0.5)
 
 
-def _state(run_id: str) -> Any:
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(run_id).state
-
-
-def _wait(run_id: str, done: Any, what: str, timeout: float = 240) -> Any:
-    """Until `done(state)`, read from the API; fails at once if the run ends otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        state = _state(run_id)
-        if state is not None and done(state):
-            return state
-        assert state is None or not state.is_final(), f"ended before it {what}: {state}"
-        assert time.monotonic() < deadline, f"never {what}; last state {state}"
-        time.sleep(0.3)
-
-
-def _suspended(pause: int) -> Any:
-    return lambda s: s.name == "Suspended" and s.state_details.pause_key == str(pause)
-
-
 def _field(dialog: Any, label: str) -> Any:
     """A field of the order form, found by its label as the person reads it."""
     return dialog.locator(".schema-form-property").filter(
@@ -383,7 +357,7 @@ def _order_in_the_ui(
     page.wait_for_url(re.compile(r".*/runs/flow-run/[0-9a-f-]{36}$"))
     run_id = page.url.rsplit("/", 1)[1]
     run_ids.append(run_id)
-    _wait(run_id, _suspended(1), "suspended at the gate")
+    wait_for(run_id, suspended(1), "suspended at the gate")
     gate.paused_brief(run_id)  # (returns once the form can be answered)
     page.reload()  # what the person does rather than wait for the page's next poll
     badge = page.locator(".state-badge").first
@@ -407,11 +381,11 @@ def _order_in_the_ui(
     moment("resumed-toast")
 
     # ... and the run, back at its gate, says why: in its state and atop the reopened form.
-    _wait(run_id, _suspended(2), "suspended at the gate again")
+    wait_for(run_id, suspended(2), "suspended at the gate again")
     brief = gate.paused_brief(run_id)  # once the form can be answered
     assert brief.startswith(f"> **{NOT_TAKEN.replace(': ', ':** ', 1)}"), brief[:300]
-    state = _state(run_id)
-    assert _suspended(2)(state) and (state.message or "").startswith(NOT_TAKEN), state.message
+    state = run_state(run_id)
+    assert suspended(2)(state) and (state.message or "").startswith(NOT_TAKEN), state.message
     assert "The order form is open again" in state.message
     page.reload()
     expect(badge).to_have_text("Suspended")
@@ -436,7 +410,7 @@ def _order_in_the_ui(
     # The complete answer: the run completes.
     page.goto(f"{ui}/runs/flow-run/{run_id}")
     _until_said(page, _answer(page, acknowledged=True, code=code), "Flow run resumed", "Submit")
-    final = _wait(run_id, lambda s: s.is_final(), "was finished")
+    final = wait_for(run_id, lambda s: s.is_final(), "was finished")
     assert final.is_completed(), final.message
     page.reload()
     expect(badge).to_have_text("Completed")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_helpers import LAB_CONFIG, ensure_backups, read_form
+from flow_helpers import LAB_CONFIG, ensure_backups, read_form, serving
 
 from runbooks import connect, site_lock
 from runbooks.inventory import load_site
@@ -51,20 +51,8 @@ def runner(lab, prefect_server, reports: Path, tmp_path_factory) -> Iterator[Pat
         "DRP_REPORTS_DIR": str(reports / "activation"),
     }
     log = tmp_path_factory.mktemp("runner") / "runner.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", SERVE], env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
+    with serving(SERVE, env, log):
         yield log
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def inventory(tmp_path: Path) -> Path:
