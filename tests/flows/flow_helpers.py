@@ -174,6 +174,29 @@ def report_steps(reports: Path, op: str) -> dict[str, str]:
     return {r["step"]: r["outcome"] for r in data.get("timeline", [])}
 
 
+def dns_at(site: Site, address: str = PRODUCTION, timeout: float = 30) -> None:
+    """The lab zone's switched records pointed at `address` through the DNS provider, until
+    the authoritative server answers it."""
+    from runbooks.services import dns_provider
+
+    provider = dns_provider(site)
+    for record in site.environments[0].dns_records:
+        provider.set_records(record.zone, record.name, record.type, [address])
+    provider.refresh(topology.ZONE)
+    deadline = time.monotonic() + timeout
+    while any(v != [address] for v in knot_answers().values()):
+        assert time.monotonic() < deadline, knot_answers()
+        time.sleep(0.2)
+
+
+def production_serves_again(site: Site) -> None:
+    """The lab as found: no maintenance on either side, DNS at production."""
+    with connect.HostPool(site) as pool:
+        for role in ("production", "drp"):
+            pool[role].run(["rm", "-f", "--", FLAG])
+    dns_at(site, PRODUCTION)
+
+
 # -- what a user can observe -------------------------------------------------------------------
 def knot_answers() -> dict[str, list[str]]:
     """What the lab's authoritative server answers for the switched names."""

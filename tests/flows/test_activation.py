@@ -21,6 +21,7 @@ from flow_helpers import (
     NAMES,
     PRODUCTION,
     FlowInThread,
+    dns_at,
     drp_cli,
     drp_state,
     ensure_backups,
@@ -31,11 +32,10 @@ from flow_helpers import (
     web_page,
 )
 
-from lab import topology
 from runbooks import connect
 from runbooks.inventory import Site, load_site
 from runbooks.report import load_report
-from runbooks.services import dns_provider, reports_dir
+from runbooks.services import reports_dir
 
 pytestmark = [pytest.mark.lab, pytest.mark.prefect]
 # Operation records stay on the lab's DRP host between sessions: a fixed id would find the
@@ -57,14 +57,7 @@ def site(lab, prefect_server, tmp_path_factory) -> Iterator[Site]:
 def dns_back_to_production(site: Site) -> Iterator[None]:
     """Whatever a test does to the lab zone, it ends pointing at production again."""
     yield
-    provider = dns_provider(site)
-    for record in site.environments[0].dns_records:
-        provider.set_records(record.zone, record.name, record.type, [PRODUCTION])
-    provider.refresh(topology.ZONE)
-    deadline = time.monotonic() + 30
-    while any(v != [PRODUCTION] for v in knot_answers().values()):
-        assert time.monotonic() < deadline, knot_answers()
-        time.sleep(0.5)
+    dns_at(site, PRODUCTION)
 
 
 # -- the gate ----------------------------------------------------------------------------------

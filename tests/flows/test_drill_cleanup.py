@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from flow_helpers import LAB_CONFIG, drp_cli, ensure_backups, tickets
+from flow_helpers import LAB_CONFIG, drp_cli, ensure_backups, production_serves_again, tickets
 
 from flows.prepare import choose_backups, prepare
 from providers import mysql, postgres
@@ -315,24 +314,6 @@ def test_a_cleanup_refuses_to_put_back_over_what_is_no_longer_the_drills(
     assert leftovers(site, operation_id) == []
 
 
-def _production_serves_again(site: Site) -> None:
-    """DNS back at production and no maintenance flag on the DRP server (after an activation)."""
-    from flow_helpers import PRODUCTION, knot_answers
-
-    from lab import topology
-    from runbooks.services import dns_provider
-
-    drp_run(site, "rm", "-f", "--", topology.APP_MAINTENANCE_FLAG)
-    provider = dns_provider(site)
-    for record in site.environments[0].dns_records:
-        provider.set_records(record.zone, record.name, record.type, [PRODUCTION])
-    provider.refresh(topology.ZONE)
-    deadline = time.monotonic() + 30
-    while any(v != [PRODUCTION] for v in knot_answers().values()):
-        assert time.monotonic() < deadline, knot_answers()
-        time.sleep(0.5)
-
-
 def test_a_drill_resumed_after_an_activation_changes_nothing_the_activation_did(
     site, prefect_server, operation_id, drp_holds_content
 ) -> None:
@@ -374,4 +355,4 @@ def test_a_drill_resumed_after_an_activation_changes_nothing_the_activation_did(
             held = site_lock.read_lock(pool["drp"])
             if held is not None:
                 site_lock.unlock(pool["drp"], held.operation_id, "test ends")
-        _production_serves_again(site)
+        production_serves_again(site)

@@ -41,6 +41,7 @@ from flow_helpers import (
     PRODUCTION,
     WWW,
     activate,
+    dns_at,
     drp_cli,
     ensure_backups,
     files,
@@ -48,6 +49,7 @@ from flow_helpers import (
     knot_answers,
     my,
     pg,
+    production_serves_again,
     report_steps,
     start_cli,
     tickets,
@@ -60,7 +62,6 @@ from providers import mysql, postgres
 from runbooks import connect, site_lock
 from runbooks.inventory import Site, load_site
 from runbooks.report import load_report
-from runbooks.services import dns_provider
 
 pytestmark = [pytest.mark.lab, pytest.mark.prefect]
 
@@ -105,22 +106,7 @@ def lab_as_found(reports) -> Iterator[None]:
     """The lab ends as it was found: DNS at production, no maintenance on either side. (The
     return reverses what the activation did: the lab is put back after both.)"""
     yield
-    site = load_site(LAB_CONFIG)
-    with connect.HostPool(site) as pool:
-        for role in ("production", "drp"):
-            pool[role].run(["rm", "-f", "--", FLAG])
-    _dns_at(site, PRODUCTION)
-
-
-def _dns_at(site: Site, address: str) -> None:
-    provider = dns_provider(site)
-    for record in site.environments[0].dns_records:
-        provider.set_records(record.zone, record.name, record.type, [address])
-    provider.refresh(topology.ZONE)
-    deadline = time.monotonic() + 30
-    while any(v != [address] for v in knot_answers().values()):
-        assert time.monotonic() < deadline, knot_answers()
-        time.sleep(0.2)
+    production_serves_again(load_site(LAB_CONFIG))
 
 
 # -- what is observed --------------------------------------------------------------------------
@@ -426,7 +412,7 @@ def _disaster(site: Site) -> None:
             (stamp, f"SINCE-{stamp}"),
         )
     shop.close()
-    _dns_at(site, PRODUCTION)
+    dns_at(site, PRODUCTION)
 
 
 def test_an_activation_killed_in_each_step_ends_as_an_uninterrupted_one(

@@ -29,6 +29,7 @@ from flow_helpers import (
     knot_answers,
     lab_inventory,
     pg,
+    production_serves_again,
     rows,
     write_on_drp,
 )
@@ -58,17 +59,7 @@ def lab_as_found(reports) -> Iterator[None]:
     application's data plus the test's rows and files)."""
     site = load_site(LAB_CONFIG)
     yield
-    with connect.HostPool(site) as pool:
-        for role in ("production", "drp"):
-            pool[role].run(["rm", "-f", "--", FLAG])
-    provider = dns_provider(site)
-    for record in site.environments[0].dns_records:
-        provider.set_records(record.zone, record.name, record.type, [PRODUCTION])
-    provider.refresh(topology.ZONE)
-    deadline = time.monotonic() + 30
-    while any(v != [PRODUCTION] for v in knot_answers().values()):
-        assert time.monotonic() < deadline, knot_answers()
-        time.sleep(0.5)
+    production_serves_again(site)
 
 
 def _deleted_name(site: Site) -> str:
