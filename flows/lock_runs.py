@@ -33,4 +33,4 @@ def ended_flow_run(held: LockInfo) -> str | None:
     state = flow_run.state
     if state is None or state.type.value not in ENDED:
         return None
-    return f"its flow run {found.group(1)} ended {state.name.lower()} at the order gate"
+    return f"its flow run {found.group(1)} ended {state.name.lower()}"

@@ -47,6 +47,9 @@ LEDGER_FILE = f"{LOCK_DIR}/ledger.jsonl"
 HELD_EXIT = 3  # what `take_argv` exits with when the lock is already held (holder on stdout)
 
 
+STAGE_KIND = "stage"  # staging runs (`runbooks.staging`): they write nothing served
+
+
 class SiteLocked(DrpError):
     """Another operation holds the site lock."""
 
@@ -108,16 +111,33 @@ class LockInfo:
         )
 
 
-def take_argv(lock_dir: str = LOCK_DIR) -> list[str]:
+def take_argv(ledger_entry: str, lock_dir: str = LOCK_DIR) -> list[str]:
     """Create `lock.json` from standard input, only if it does not exist (exit HELD_EXIT with
-    the holder's lock on stdout if it does). Written to a temporary file first, then
+    the holder's lock on stdout if it does), and then append `ledger_entry` (one line) to the
+    ledger: the lock stands even if that append fails. Written to a temporary file first, then
     hard-linked: the lock is never seen half-written, and `ln` never replaces a holder's."""
     script = (
         'd=$1; mkdir -p -- "$d" || exit 1; t="$d/.take.$$"; cat > "$t" || exit 1\n'
-        'if ln -- "$t" "$d/lock.json" 2>/dev/null; then rm -f -- "$t"; exit 0; fi\n'
+        'if ln -- "$t" "$d/lock.json" 2>/dev/null; then\n'
+        '  rm -f -- "$t"; printf \'%s\\n\' "$2" >> "$d/ledger.jsonl"; exit 0\n'
+        "fi\n"
         f'rm -f -- "$t"; cat -- "$d/lock.json" 2>/dev/null; exit {HELD_EXIT}'
     )
-    return ["sh", "-c", script, "sh", lock_dir]
+    return ["sh", "-c", script, "sh", lock_dir, ledger_entry]
+
+
+def update_argv(operation_id: str, lock_file: str = LOCK_FILE) -> list[str]:
+    """Replace the lock with standard input, whole (a temporary file, then a rename), if it
+    still names `operation_id` or is gone; else exit HELD_EXIT with the lock that stands on
+    stdout (another operation took the site)."""
+    script = (
+        'mkdir -p -- "$(dirname -- "$1")" || exit 1; t="$1.tmp.$$"; cat > "$t" || exit 1\n'
+        'if [ ! -e "$1" ] || grep -q -F -- "\\"operation_id\\": \\"$2\\"" "$1"; then\n'
+        '  mv -f -- "$t" "$1" && exit 0; rm -f -- "$t"; exit 1\n'
+        "fi\n"
+        f'rm -f -- "$t"; cat -- "$1"; exit {HELD_EXIT}'
+    )
+    return ["sh", "-c", script, "sh", lock_file, operation_id]
 
 
 def release_argv(operation_id: str, lock_file: str = LOCK_FILE) -> list[str]:
@@ -165,9 +185,9 @@ def take(
     naming the holder, otherwise."""
     for _attempt in range(3):
         text = json.dumps(wanted.data, indent=2) + "\n"
-        result = runner.run(take_argv(), stdin=text, check=False, timeout=60)
+        entry = json.dumps(_taken_entry(wanted))
+        result = runner.run(take_argv(entry), stdin=text, check=False, timeout=60)
         if result.ok:
-            _append(runner, _taken_entry(wanted))
             return wanted
         if result.exit_code != HELD_EXIT:
             raise ProviderError(
@@ -185,11 +205,23 @@ def take(
         if why:
             _release_stale(runner, held, why, wanted.operation_id)
             if said is not None:
+                under = (
+                    "a staging run, which changes nothing the DRP server serves"
+                    if held.kind == STAGE_KIND
+                    else "before any order, so nothing had been done under it"
+                )
                 said(
-                    f"site lock of operation {held.operation_id} released: {why}, before any "
-                    "order, so nothing had been done under it (written in the lock ledger)"
+                    f"site lock of operation {held.operation_id} released: {why}, {under} "
+                    "(written in the lock ledger)"
                 )
             continue
+        if held.kind == STAGE_KIND:
+            raise SiteLocked(
+                f"site {wanted.site} is locked by {held.holder()}: nothing was done. It is a "
+                "staging run (it writes the stages, nothing the DRP server serves): wait for "
+                "it to end, or cancel its run in the Prefect UI, then start again; the lock of "
+                "a run that ended is released by the next operation"
+            )
         raise SiteLocked(
             f"site {wanted.site} is locked by {held.holder()}: nothing was done. Wait for it to "
             f"end, resume it with --operation-id {held.operation_id}, or release it with "
@@ -206,12 +238,6 @@ def _taken_entry(info: LockInfo) -> dict[str, Any]:
         "taken_at": info.since,
         "taken_by": info.started_by,
     }
-
-
-def _append(runner: CommandRunner, entry: dict[str, Any]) -> None:
-    """Append to the ledger; the lock stands without it (a ledger that cannot be written is
-    said in the log of the commands that read it)."""
-    runner.run(append_argv(LEDGER_FILE), stdin=json.dumps(entry) + "\n", check=False, timeout=60)
 
 
 def taken_since(runner: CommandRunner, operation_id: str) -> list[dict[str, Any]]:
@@ -361,14 +387,21 @@ class SiteLock:
         self.held.ordered_by = str(order.get("ordered_by", ""))
         self.held.reference = str(order.get("reference", ""))
         self.held.ordered_at = str(order.get("answered_at", ""))
+        text = json.dumps(self.held.data, indent=2) + "\n"
         with self.host(self.site) as runner:
-            current = read_lock(runner)
-            if current is not None and current.operation_id != self.operation_id:
-                raise SiteLocked(
-                    f"the site lock was released by hand while operation {self.operation_id} "
-                    f"waited for its order, and {current.holder()} took it: nothing was done"
-                )
-            _write(runner, self.held)
+            result = runner.run(update_argv(self.operation_id), stdin=text, check=False, timeout=60)
+            where = f"{runner.name}:~/{LOCK_FILE}"
+        if result.exit_code == HELD_EXIT:
+            current = LockInfo.from_text(result.stdout, where)
+            raise SiteLocked(
+                f"the site lock was released by hand while operation {self.operation_id} "
+                f"waited for its order, and {current.holder()} took it: nothing was done"
+            )
+        if not result.ok:
+            raise ProviderError(
+                f"cannot update the site lock {where}: "
+                f"{result.stderr.strip()[:200] or f'exit {result.exit_code}'}"
+            )
 
     def release(self) -> str:
         with self.host(self.site) as runner:

@@ -272,7 +272,7 @@ def test_a_run_cancelled_at_its_gate_does_not_keep_the_site_locked(
     assert done.returncode == 0, output
     assert (
         f"site lock of operation {held.operation_id} released: its flow run {run.id} ended "
-        "cancelled at the order gate, before any order, so nothing had been done under it"
+        "cancelled, before any order, so nothing had been done under it"
     ) in output, output
     with connect.HostPool(site) as pool:
         entries = site_lock.ledger(pool["drp"])
