@@ -587,21 +587,49 @@ class Catalogue:
             warnings.append(f"backup server {server} could not be read: {why}")
         kept = set(only) if only is not None else None
         gone = self._gone(sorted(kept), verify) if kept is not None else []
+        candidates = [(env, self._complete(env.name, not_after, kept)) for env in wanted]
+        if verify:
+            self._verify_first_choices(candidates)
         environments: dict[str, EnvironmentChoice] = {}
-        for env in wanted:
-            complete = [
-                s
-                for s in self.sets(env.name)
-                if s.usable
-                and s.manifest is not None
-                and (not_after is None or s.started <= not_after)
-                and (kept is None or s.label in kept)
-            ]
+        for env, complete in candidates:
             choice = EnvironmentChoice(env.name, self.now)
             _choose_trees(env, complete, usable, choice)
             _choose_dumps(env, complete, usable, choice)
             environments[env.name] = choice
         return Selection(self.now, environments, warnings, gone)
+
+    def _complete(
+        self, environment: str, not_after: datetime | None, kept: set[str] | None
+    ) -> list[BackupSet]:
+        """The environment's sets a choice may take, newest first."""
+        return [
+            s
+            for s in self.sets(environment)
+            if s.usable
+            and s.manifest is not None
+            and (not_after is None or s.started <= not_after)
+            and (kept is None or s.label in kept)
+        ]
+
+    def _verify_first_choices(
+        self, candidates: list[tuple[WantedEnvironment, list[BackupSet]]]
+    ) -> None:
+        """Verify side by side the sets a choice takes first, should they all verify: the
+        choice then reads their results, and goes on to older sets, one at a time, only past
+        a corrupt one."""
+        first: dict[str, BackupSet] = {}
+
+        def taken(candidate: BackupSet) -> bool:
+            first[candidate.label] = candidate
+            return True
+
+        for env, complete in candidates:
+            _choose_trees(env, complete, taken, EnvironmentChoice(env.name, self.now))
+            _choose_dumps(env, complete, taken, EnvironmentChoice(env.name, self.now))
+        # Two sets at a time, each with up to VERIFY_COMMANDS_AT_ONCE commands: at most 8
+        # sessions on one server's connection (sshd allows 10 by default).
+        with ThreadPoolExecutor(max_workers=2) as verifiers:
+            list(verifiers.map(self.verify, first.values()))
 
     def _gone(self, labels: Iterable[str], verify: bool) -> list[str]:
         """Each of these sets that cannot be restored any more, as "label (why)"."""
