@@ -17,6 +17,7 @@ A drill runs the same steps without the DNS switch (and with a "drill finished" 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,7 @@ from runbooks.common_steps import (
 from runbooks.context import OperationContext
 from runbooks.errors import StepFailed
 from runbooks.inventory import Database, DatabaseRole, Environment, Site, Tree
+from runbooks.records import write_argv
 from runbooks.render import human_bytes, human_duration
 from runbooks.secrets import Secret
 from runbooks.steps import (
@@ -229,9 +231,12 @@ def chosen_sets_gone(op: Operation, gone: list[str]) -> str:
 
 
 class RestoreDatabase(Step):
-    """One database: its dump pulled to the target, restored, checked against the manifest."""
+    """One database: its dump pulled to the target, restored, checked against the manifest.
 
-    phase = 30
+    In the copies' phase: no import needs a copied tree, so both run side by side, and the
+    RTO is the slowest of them rather than the slowest copy plus the slowest import."""
+
+    phase = 20
     parallel = True
     stage = "import"
 
@@ -522,7 +527,12 @@ class SwapInStagedTree(Step):
         return self.cold.writes()
 
     def check(self) -> Check:
+        if not self._there(normalize_path(self.dest)):  # nothing there: no dry run needed
+            return Check(False, f"{self.where} does not exist")
         return self.cold.check()
+
+    def _there(self, path: str) -> bool:
+        return self.op.pool[TARGET].run(["test", "-e", path], check=False, timeout=60).ok
 
     def _stage_there(self) -> bool:
         runner = self.op.pool[TARGET]
@@ -536,7 +546,11 @@ class SwapInStagedTree(Step):
                 bytes=copied.bytes,
                 files=copied.files,
             )
-        delta = self.final.apply(progress)
+        # The stage of the chosen set itself needs no delta (`verify` proves the result).
+        same = self.staged.set_label == self.cold.source.label
+        delta = Applied("", 0, 0) if same else self.final.apply(progress)
+        if self.link and not same:  # the stage stays, now holding the chosen set
+            self._relabel()
         aside = f"{self.cold.aside_root}/swapped-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
         script = (
             'set -e; if [ -e "$1" ] || [ -L "$1" ]; then mkdir -p -- "$(dirname -- "$3")"; '
@@ -558,12 +572,35 @@ class SwapInStagedTree(Step):
             )
         kept = f"; the tree it replaced is in {aside}" if "kept" in result.stdout else ""
         return Applied(
-            f"the staged {self.staged.set_label}, after a final delta of {delta.files} files "
-            f"({human_bytes(delta.bytes)}), {self._how} into place{kept} (warm)",
+            f"the staged {self.staged.set_label}, {self._delta_words(same, delta)}, "
+            f"{self._how} into place{kept} (warm)",
             bytes=delta.bytes,
             files=delta.files,
             details={"warm": True, "kept_as": aside} if kept else {"warm": True},
         )
+
+    @staticmethod
+    def _delta_words(same: bool, delta: Applied) -> str:
+        if same:
+            return "the chosen set itself (no delta)"
+        return f"after a final delta of {delta.files} files ({human_bytes(delta.bytes)})"
+
+    def _relabel(self) -> None:
+        """The stage's done file names the set it now holds (after the final delta)."""
+        data = {
+            "set": self.cold.source.label,
+            "staged_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "files": self.cold.source.files or 0,
+            "bytes": self.cold.source.bytes or 0,
+        }
+        result = self.op.pool[TARGET].run(
+            write_argv(done_file(self.staged.directory)),
+            stdin=json.dumps(data),
+            check=False,
+            timeout=60,
+        )
+        if not result.ok:
+            self.log.warning("the stage's done file was not rewritten: %s", result.stderr[:200])
 
     def verify(self) -> Check:
         return self.cold.verify()
@@ -751,9 +788,9 @@ def _warm_parts(op: Operation, environment: str) -> list[str]:
 
 
 def estimated_rto(op: Operation) -> str:
-    """From the order to the service verified on the DRP server: copies side by side, then
-    imports side by side, then the checks; staged parts take a rename. The rates are those the
-    last staging measured, or assumed ones."""
+    """From the order to the service verified on the DRP server: the copies and the imports
+    side by side (the slowest of them), then the checks; staged parts take a rename. The rates
+    are those the last staging measured, or assumed ones."""
     rates = op.warm.rates if op.warm else Rates()
     copy_rate = rates.copy_bytes_per_second or ASSUMED_COPY_RATE
     restore_rate = rates.restore_rows_per_second or ASSUMED_RESTORE_RATE
@@ -767,7 +804,7 @@ def estimated_rto(op: Operation) -> str:
                 imports.append(SWAP_SECONDS)
             else:
                 imports.append(d.dump.size / copy_rate + sum(d.dump.tables.values()) / restore_rate)
-    seconds = max(copies) + max(imports) + CHECK_SECONDS
+    seconds = max(copies + imports) + CHECK_SECONDS
     source = (
         f"rates measured by staging at {rates.measured_at}"
         if rates.measured_at

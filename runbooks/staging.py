@@ -1,8 +1,8 @@
 """The staging runbook: the newest verified backups restored on the DRP server, beside what it
 serves, so that an activation swaps them in (`runbooks.warm` says where everything lives).
 
-  preflight (read-only): DRP host reachable, the DRP server not serving (no activation without
-                         its return), backups chosen, disk space
+  preflight (read-only): DRP host reachable, the DRP server not serving (no switched record
+                         points at it), backups chosen, disk space
   -- no order: nothing the DRP server serves is touched --
   stage each directory tree   backup server -> `<tree>.drp-stage/<server>-<set>/` on the DRP
                               server, unchanged files hard-linked to the previous stage
@@ -18,11 +18,11 @@ step is idempotent: a run finds what an earlier one staged (a done file, a marke
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from providers.commands import CommandRunner
 from providers.database import engine_for, stage_endpoint
 from providers.dbcommon import DbEndpoint
+from providers.dns_check import ask_every_server
 from runbooks import connect
 from runbooks.activation import (
     TARGET,
@@ -33,11 +33,11 @@ from runbooks.activation import (
     set_source,
 )
 from runbooks.backups import ChosenDump, ChosenTree
-from runbooks.common_steps import CopyTree, HostReachable
+from runbooks.common_steps import CopyTree, HostReachable, authoritative_servers
 from runbooks.drift import CheckDrift
 from runbooks.errors import StepFailed
 from runbooks.inventory import Database, Environment, Site, Tree
-from runbooks.records import records_on_host, write_argv
+from runbooks.records import write_argv
 from runbooks.render import human_bytes
 from runbooks.report import Report
 from runbooks.steps import (
@@ -65,7 +65,8 @@ KIND = "stage"
 
 class DrpNotServing(ReadOnlyStep):
     """Staging writes beside what the DRP server serves: not while it serves production's
-    traffic (an activation without a later return)."""
+    traffic, that is while a switched record points at it (an activation not yet returned).
+    Every authoritative server is asked directly, as the switch's own check does."""
 
     phase = 11
 
@@ -74,27 +75,24 @@ class DrpNotServing(ReadOnlyStep):
         self.op = op
 
     def describe(self) -> list[Change]:
-        return [Change("check", "drp operations", "no activation since the last return")]
+        return [Change("check", "dns", "no switched record points at the DRP server")]
 
     def check(self) -> Check:
-        runner = self.op.pool[TARGET]
-        activations = [r for r in records_on_host(runner, "activate") if _ordered(r.order)]
-        if not activations:
-            return Check(True, "no activation was ordered: the DRP server is on standby")
-        last = max(activations, key=lambda r: r.started)
-        returns = [r for r in records_on_host(runner, "return") if r.outcome == "succeeded"]
-        if any(r.started > last.started for r in returns):
-            return Check(True, f"activation {last.operation_id} was followed by a return")
-        return Check(
-            False,
-            f"activation {last.operation_id} ({last.outcome}) has no return to production after "
-            "it: the DRP server serves, and staging would load it. Staging starts again after "
-            "the return (`drp return`)",
-        )
-
-
-def _ordered(order: dict[str, Any] | None) -> bool:
-    return order is not None and order.get("decision") == "activate"
+        records = [r for env in self.op.site.environments for r in env.dns_records]
+        for record in records:
+            drp = self.op.record_target(TARGET, record)
+            servers = authoritative_servers(self.op, record.zone)
+            answer, said = ask_every_server(servers, record.fqdn, record.type, timeout=5)
+            if answer is None:
+                return Check(False, f"cannot tell whether the DRP server serves: {said}")
+            if drp in answer:
+                return Check(
+                    False,
+                    f"{record.fqdn} {record.type} points at the DRP server ({drp}): it serves "
+                    "production's traffic, and staging would load it. Staging starts again "
+                    "after the return (`drp return`)",
+                )
+        return Check(True, f"none of the {len(records)} switched records points at the DRP server")
 
 
 class StageTree(Step):

@@ -436,21 +436,18 @@ def test_an_activation_killed_in_each_step_ends_as_an_uninterrupted_one(
     chains.append(chain)
     www_total = _www_bytes(site)
 
-    # 1. The copies: the configuration's held open, the web root's (slowed) well under way.
+    # 1-2. The copies and the imports, which run side by side: the configuration's copy held
+    # open, the web root's (slowed) well under way, each database held in the middle of its load.
     chain.kill_during(
-        ["copy-app-configs-config", "copy-app-files-www"],
-        "rsync copying into drp:srv/app/config (held) and drp:srv/app/www (--bwlimit 2000, 40% in)",
+        ["copy-app-configs-config", "copy-app-files-www", "restore-app-app_users",
+         "restore-app-app_shop"],
+        "rsync copying into drp:srv/app/config (held) and drp:srv/app/www (--bwlimit 2000, 40% "
+        "in), pg_restore and the mariadb client loading on drp (both held)",
         lambda: _tree_bytes(_local("drp", WWW)) > www_total * 0.4,
-        hold=(_copy("copy-app-configs-config"),),
+        hold=(_copy("copy-app-configs-config"), PG_LOAD, MYSQL_LOAD),
         extra=("--bwlimit", "2000"),
-    )
+    )  # fmt: skip
     assert _tree_bytes(_local("drp", WWW)) < www_total
-    # 2. Both database restores, each held in the middle of its load.
-    chain.kill_during(
-        ["restore-app-app_users", "restore-app-app_shop"],
-        "pg_restore and the mariadb client loading on drp (both held)",
-        hold=(PG_LOAD, MYSQL_LOAD),
-    )
     marker = mysql.read_marker(*_db(site, "app_shop", "drp"))
     assert marker is not None and not marker.complete  # the MySQL load was cut half-way
     assert postgres.staging_name("app_users", op) in _staging_databases(site, "drp")  # PG's too

@@ -10,17 +10,27 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_helpers import LAB_CONFIG, WWW, drp_cli, ensure_backups, files, my, pg, tickets
+from flow_helpers import (
+    DRP,
+    LAB_CONFIG,
+    PRODUCTION,
+    WWW,
+    dns_at,
+    drp_cli,
+    ensure_backups,
+    files,
+    my,
+    pg,
+    tickets,
+)
 
 from providers.database import engine_for, stage_endpoint
 from runbooks import connect
 from runbooks.backups import choose_sets
 from runbooks.inventory import Site, load_site
-from runbooks.records import record_path, write_argv
 from runbooks.staging import remove_stages
 
 pytestmark = [pytest.mark.lab, pytest.mark.prefect]
@@ -143,7 +153,10 @@ def test_staging_is_a_restore_test_and_the_drill_swaps_the_stage_in(
     steps = {r["step"]: r for r in _report(op)["timeline"]}
     www = steps["copy-app-files-www"]
     assert www["outcome"] == "applied" and www["details"].get("warm"), www
-    assert "final delta of 5 files" in www["reason"] and "matches" in www["reason"], www
+    # Only what changed since the stage moved: at least the 5 files, far from the whole tree.
+    assert "after a final delta of" in www["reason"] and "matches" in www["reason"], www
+    www_bytes = next(t.tree.bytes for t in chosen.trees if t.tree.name == "www")
+    assert www["files"] >= 5 and www["bytes"] < www_bytes / 2, www
     shop_step, users_step = steps["restore-app-app_shop"], steps["restore-app-app_users"]
     assert shop_step["details"].get("warm") and "renamed" not in shop_step["reason"], shop_step
     assert f"{sum(shop.dump.tables.values())} rows as in the manifest" in shop_step["reason"]
@@ -196,19 +209,16 @@ def test_a_set_that_does_not_stage_raises_one_ticket(site: Site, prefect_server)
 
 
 def test_nothing_is_staged_while_the_drp_server_serves(site: Site, prefect_server) -> None:
+    """After an activation (DNS at the DRP server), until the return: staging waits, says
+    why, and changes nothing."""
     api = prefect_server.api_url
-    op = f"activate-serving-{datetime.now(UTC):%H%M%S}"
-    record = {  # what an activation ordered and not yet returned leaves on the DRP host
-        "operation_id": op, "kind": "activate", "site": site.name,
-        "started": datetime.now(UTC).isoformat(), "outcome": "succeeded",
-        "order": {"decision": "activate", "ordered_by": "Jane Doe"}, "timeline": [],
-    }  # fmt: skip
-    with connect.HostPool(site) as pool:
-        pool["drp"].run(write_argv(record_path(op)), stdin=json.dumps(record))
-        try:
-            code, out = _run(api, "stage", "-c", CONFIG)
-        finally:
-            pool["drp"].run(["rm", "-rf", "--", str(Path(record_path(op)).parent)])
+    dns_at(site, DRP)
+    try:
+        code, out = _run(api, "stage", "-c", CONFIG)
+    finally:
+        dns_at(site, PRODUCTION)
     assert code == 0, out[-3000:]
-    assert f"activation {op}" in out and "after the return" in out
+    said = " ".join(out.split())
+    assert f"drp-lab.test A points at the DRP server ({DRP})" in said, said
+    assert "after the return" in said and "Staging skipped" in said
     assert _stages(site) == [] and _stage_counts(site, "app_users") == {}
