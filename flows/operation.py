@@ -9,11 +9,13 @@ top changes nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
 from prefect import get_run_logger
 
+from flows.connections import operation_connections
 from flows.gate import await_order
 from flows.lock_runs import ended_flow_run
 from flows.operation_ids import operation_id_for_run
@@ -21,7 +23,7 @@ from flows.prepare import prepare
 from flows.tasks import publish_report, submit_check, submitter
 from providers.tickets import Ticket
 from runbooks.activation import Operation
-from runbooks.connect import site_from
+from runbooks.connect import HostPool, site_from
 from runbooks.engine import OperationRun, PreflightFinding, Runbook
 from runbooks.errors import DrpError
 from runbooks.gate import OrderPolicy
@@ -39,11 +41,15 @@ from runbooks.warm import WarmState
 WARM_MEMORY = "warm"  # the report's memory entry holding the warm state the plan stands on
 
 
-def open_record(site: Site, operation_id: str, kind: str) -> tuple[OperationRecords, Report]:
+def open_record(
+    site: Site, operation_id: str, kind: str, pool: HostPool | None = None
+) -> tuple[OperationRecords, Report]:
     """The operation's record (`runbooks.records`: on the DRP host, so that a resume on any
-    worker goes on from it), or a new report; a resume says what it goes on from."""
+    worker goes on from it), or a new report; a resume says what it goes on from. Over `pool`'s
+    connection to the DRP host when given, else over one of the record's own."""
     log = get_run_logger()
-    records = OperationRecords(site, reports_dir(site), log=log)
+    host = (lambda: pool["drp"]) if pool is not None else None
+    records = OperationRecords(site, reports_dir(site), host=host, log=log)
     try:
         report, found = records.load_or_start(operation_id, kind, site.name)
     except BaseException:
@@ -107,19 +113,20 @@ def run_operation(
     given = operation_id
     # Derived from the flow run when not given: the same at every restart (see operation_ids).
     operation_id = operation_id_for_run(kind, given)
-    records, report = open_record(site, operation_id, kind)
-    with records:
-        log.info(
-            "Operation %s (%s of %s, %s); record: %s, copy: %s",
-            operation_id, kind, site.name,
-            "as given" if given else "named after this flow run; pass it as operation_id to "
-            "resume it from another run",
-            records.where(operation_id), records.local_path(operation_id),
-        )  # fmt: skip
-        return _run_operation(
-            kind, site, records, report, environments, gate_timeout_seconds, force,
-            bwlimit_kib, cleanup,
-        )  # fmt: skip
+    with operation_connections(site, kind) as pool:
+        records, report = open_record(site, operation_id, kind, pool)
+        with records:
+            log.info(
+                "Operation %s (%s of %s, %s); record: %s, copy: %s",
+                operation_id, kind, site.name,
+                "as given" if given else "named after this flow run; pass it as operation_id "
+                "to resume it from another run",
+                records.where(operation_id), records.local_path(operation_id),
+            )  # fmt: skip
+            return _run_operation(
+                kind, site, records, report, environments, gate_timeout_seconds, force,
+                bwlimit_kib, cleanup, pool,
+            )  # fmt: skip
 
 
 def _run_operation(
@@ -132,6 +139,7 @@ def _run_operation(
     force: bool,
     bwlimit_kib: int | None,
     cleanup: bool,
+    pool: HostPool,
 ) -> dict[str, Any]:
     # A resumed operation keeps the first run's choice of backups, those very sets (made
     # since are ignored, gone ones are named), so its plan, and the order given for it, hold.
@@ -152,6 +160,7 @@ def _run_operation(
         cleanup=cleanup,
         keep_sets=keep,
         warm=WarmState.from_data(warm[0]) if warm else None,
+        pool=pool,
     )
     if not warm and prepared.operation.warm is not None:
         report.memory[WARM_MEMORY] = [prepared.operation.warm.data]
@@ -179,6 +188,7 @@ def _run_operation(
             # The brief is built again each time the form opens: its data loss is as of then.
             lambda: brief_markdown(plan, operation, kind),
             gate_timeout_seconds,
+            pool,
         )
     finally:
         prepared.close()
@@ -240,9 +250,11 @@ def run_engine(
     findings: list[PreflightFinding],
     brief: Callable[[], str],
     gate_timeout_seconds: int,
+    pool: HostPool,
 ) -> dict[str, Any]:
     """Run a runbook under Prefect: steps as tasks, the gate as a pause, the report as an
-    artifact. What a flow adds to the engine, and all it adds."""
+    artifact. What a flow adds to the engine, and all it adds. The site lock is taken and
+    released over `pool`'s connection to the DRP host (the operation's)."""
     log = get_run_logger()
     run = OperationRun(
         runbook,
@@ -255,7 +267,12 @@ def run_engine(
         fresh=submitter(report.operation_id, plan.hash, fresh=True),
         log=log,
         lock=SiteLock(
-            site, report.operation_id, runbook.kind, run=_flow_run_words(), stale=ended_flow_run
+            site,
+            report.operation_id,
+            runbook.kind,
+            run=_flow_run_words(),
+            host=lambda _site: nullcontext(pool["drp"]),
+            stale=ended_flow_run,
         ),
         orders=order_policy(site),
     )
@@ -327,29 +344,45 @@ def run_return(
     site = site_from(config)
     given = operation_id
     operation_id = operation_id_for_run("return", given)
-    records, report = open_record(site, operation_id, "return")
-    with records:
-        log.info("Operation %s (return of %s, %s); record: %s, copy: %s", operation_id,
-                 site.name, "as given" if given else "named after this flow run",
-                 records.where(operation_id), records.local_path(operation_id))  # fmt: skip
-        try:
-            prepared = prepare_return(
-                site, operation_id, environments, force=force, bwlimit_kib=bwlimit_kib
-            )
-        except DrpError as err:
-            report.finish("failed", f"preflight could not read the two sides: {err}")
-            records.save(report)
-            raise
-        try:
-            return run_engine(
-                site,
-                prepared.runbook,
-                prepared.plan,
-                report,
-                records,
-                prepared.findings,
-                prepared.brief,
-                gate_timeout_seconds,
-            )
-        finally:
-            prepared.close()
+    with operation_connections(site, "return") as pool:
+        records, report = open_record(site, operation_id, "return", pool)
+        with records:
+            log.info("Operation %s (return of %s, %s); record: %s, copy: %s", operation_id,
+                     site.name, "as given" if given else "named after this flow run",
+                     records.where(operation_id), records.local_path(operation_id))  # fmt: skip
+            return _run_return(site, records, report, environments, gate_timeout_seconds,
+                               force, bwlimit_kib, pool)  # fmt: skip
+
+
+def _run_return(
+    site: Site,
+    records: OperationRecords,
+    report: Report,
+    environments: list[str] | None,
+    gate_timeout_seconds: int,
+    force: bool,
+    bwlimit_kib: int | None,
+    pool: HostPool,
+) -> dict[str, Any]:
+    try:
+        prepared = prepare_return(
+            site, report.operation_id, environments, force=force, bwlimit_kib=bwlimit_kib
+        )
+    except DrpError as err:
+        report.finish("failed", f"preflight could not read the two sides: {err}")
+        records.save(report)
+        raise
+    try:
+        return run_engine(
+            site,
+            prepared.runbook,
+            prepared.plan,
+            report,
+            records,
+            prepared.findings,
+            prepared.brief,
+            gate_timeout_seconds,
+            pool,
+        )
+    finally:
+        prepared.close()

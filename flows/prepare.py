@@ -6,12 +6,15 @@ the chosen sets), the DRP host and databases, and the DNS provider's zone; it wr
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.table import Table
 
+from providers.commands import CommandRunner
+from providers.ssh import SshError
 from runbooks.activation import (
     Operation,
     activation_steps,
@@ -19,8 +22,9 @@ from runbooks.activation import (
     plan_facts,
     preflight_steps,
 )
-from runbooks.backups import Selection, open_catalogue, wanted_environments
+from runbooks.backups import Catalogue, Selection, open_catalogue, wanted_environments
 from runbooks.cleanup import with_cleanup
+from runbooks.connect import HostPool, backup_servers
 from runbooks.engine import PreflightFinding, Runbook, run_preflight
 from runbooks.errors import DrpError
 from runbooks.gate import option_facts
@@ -87,11 +91,19 @@ def check_environments(site: Site, environments: list[str] | None) -> None:
 
 
 def choose_backups(
-    site: Site, now: datetime, environments: list[str] | None, keep: list[str] | None = None
+    site: Site,
+    now: datetime,
+    environments: list[str] | None,
+    keep: list[str] | None = None,
+    pool: HostPool | None = None,
 ) -> Selection:
     """The newest verified backups made before `now`, across both backup servers; with `keep`
-    (set labels), only those: the choice a resumed operation made in its first run."""
-    with open_catalogue(site, now) as catalogue:
+    (set labels), only those: the choice a resumed operation made in its first run. Read over
+    `pool`'s connections when given (the operation's), else over the catalogue's own."""
+    catalogue = (
+        open_catalogue(site, now) if pool is None else Catalogue(backup_servers(site, pool), now)
+    )
+    with catalogue:
         return catalogue.choose(wanted_environments(site, environments), not_after=now, only=keep)
 
 
@@ -107,17 +119,30 @@ def prepare(
     cleanup: bool = False,
     keep_sets: list[str] | None = None,
     warm: WarmState | None = None,
+    pool: HostPool | None = None,
 ) -> Prepared:
     """Run the preflight and build the plan. Preflight problems are collected, not raised.
 
     With `keep_sets` (a resumed operation), the backups are those sets, as its first run chose
     them, or none: the preflight names the ones gone. With `cleanup` (drills only), what the
     DRP server holds is set aside after the order and put back after the drill's last step
-    (`runbooks.cleanup`)."""
+    (`runbooks.cleanup`). With `pool`, everything runs on its SSH connections (the
+    operation's, which its owner closes)."""
     check_environments(site, environments)
-    selection = choose_backups(site, chosen_at, environments, keep_sets)
+    with ThreadPoolExecutor(max_workers=1) as meanwhile:
+        # What the DRP server holds ready is read while the backup servers are.
+        staged = (
+            meanwhile.submit(read_warm, site, pool["drp"])
+            if warm is None and pool is not None
+            else None
+        )
+        selection = choose_backups(site, chosen_at, environments, keep_sets, pool)
     operation = Operation(site, operation_id, kind, selection, force=force, bwlimit_kib=bwlimit_kib)
-    operation.warm = warm if warm is not None else read_warm(operation)
+    if pool is not None:
+        operation.use_connections(pool)
+    if warm is None:
+        warm = staged.result() if staged is not None else read_warm(site, operation.pool["drp"])
+    operation.warm = warm
     checks: list[tuple[Step, StepRecord | None, str]] = []
     for step in preflight_steps(operation):
         try:
@@ -135,14 +160,14 @@ def prepare(
     return Prepared(operation, plan, steps, checks, cleanup)
 
 
-def read_warm(operation: Operation) -> WarmState | None:
+def read_warm(site: Site, drp: CommandRunner) -> WarmState | None:
     """What the DRP server holds ready (read-only; None when staging is off). A DRP host that
     cannot be read gives a cold plan: its own preflight check says why."""
-    if not operation.site.staging.enabled:
+    if not site.staging.enabled:
         return None
     try:
-        return read_warm_state(operation.site, operation.pool["drp"])
-    except DrpError:
+        return read_warm_state(site, drp)
+    except (DrpError, SshError):
         return None
 
 
@@ -177,7 +202,7 @@ def prepare_stage(
     selection = choose_backups(site, now, environments)
     operation = Operation(site, operation_id, STAGE_KIND, selection)
     try:
-        operation.warm = read_warm(operation)
+        operation.warm = read_warm(site, operation.pool["drp"])
         preflight = stage_preflight(operation)
         runbook = Runbook(
             STAGE_KIND,

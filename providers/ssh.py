@@ -14,6 +14,7 @@ every command, each command on its own channel (several may run at once from dif
 from __future__ import annotations
 
 import codecs
+import contextlib
 import logging
 import os
 import select
@@ -208,6 +209,7 @@ class SshHost:
         self.log = logging.getLogger(f"SshHost[{target.name}]")
         self._lock = threading.Lock()
         self._connection: fabric.Connection | None = None
+        self._failed: tuple[float, Exception] | None = None  # when the last attempt failed, how
 
     def __enter__(self) -> SshHost:
         return self
@@ -269,37 +271,62 @@ class SshHost:
             )
 
     def connection(self) -> fabric.Connection:
-        """The open connection to the host, opened (and its host key checked) if needed."""
+        """The open connection to the host, opened (and its host key checked) if needed.
+
+        Threads asking at once share one attempt: one that waited for another's attempt gets
+        that attempt's error, rather than waiting as long again on a host that does not
+        answer (see `connect_soon`)."""
+        asked = time.monotonic()
         with self._lock:
             if self._connection is not None and self._connection.is_connected:
                 return self._connection
-            self._check_files()
-            connection, policy = self._new_connection()
-            self.log.debug(
-                "connecting to %s@%s (key %s, known_hosts %s)",
-                self.target.user,
-                self.target.where,
-                self.target.key_path or "from ssh-agent",
-                self.target.known_hosts,
-            )
+            if self._failed is not None and self._failed[0] >= asked:
+                raise self._failed[1]
             try:
-                connection.open()
+                return self._open()
             except Exception as err:
-                connection.client.close()
-                wrapped = self._connect_error(err, policy)
-                if wrapped is None:
-                    raise
-                raise wrapped from err
-            except BaseException:
-                connection.client.close()
+                self._failed = (time.monotonic(), err)
                 raise
-            transport = connection.client.get_transport()
-            if transport is not None:
-                # A keepalive every KEEPALIVE_SECONDS: a link that dies silently (a firewall
-                # dropping the session, a host gone) is noticed instead of waited on forever.
-                transport.set_keepalive(KEEPALIVE_SECONDS)
-            self._connection = connection
-            return connection
+
+    def connect_soon(self) -> None:
+        """Start opening the connection in the background, so that the first command finds it
+        open (or waits for the attempt under way). A failure is left to that command to say."""
+
+        def connect() -> None:
+            with contextlib.suppress(Exception):  # said by the first command that needs it
+                self.connection()
+
+        threading.Thread(target=connect, name=f"ssh-connect-{self.name}", daemon=True).start()
+
+    def _open(self) -> fabric.Connection:
+        """A new connection (under `_lock`)."""
+        self._check_files()
+        connection, policy = self._new_connection()
+        self.log.debug(
+            "connecting to %s@%s (key %s, known_hosts %s)",
+            self.target.user,
+            self.target.where,
+            self.target.key_path or "from ssh-agent",
+            self.target.known_hosts,
+        )
+        try:
+            connection.open()
+        except Exception as err:
+            connection.client.close()
+            wrapped = self._connect_error(err, policy)
+            if wrapped is None:
+                raise
+            raise wrapped from err
+        except BaseException:
+            connection.client.close()
+            raise
+        transport = connection.client.get_transport()
+        if transport is not None:
+            # A keepalive every KEEPALIVE_SECONDS: a link that dies silently (a firewall
+            # dropping the session, a host gone) is noticed instead of waited on forever.
+            transport.set_keepalive(KEEPALIVE_SECONDS)
+        self._connection = connection
+        return connection
 
     def _connect_error(self, err: Exception, policy: _RefuseUnknownHost) -> SshError | None:
         target = self.target

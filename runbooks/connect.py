@@ -14,6 +14,7 @@ user's `~/.ssh/known_hosts`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -169,6 +170,20 @@ class HostPool:
             self._hosts[role] = ssh_host(self.site, role)
         return self._hosts[role]
 
+    def connect_soon(self, roles: Iterable[Role]) -> None:
+        """Start connecting to these hosts side by side, in the background: each connection
+        (TCP, key exchange, login) takes about 0.1 s, and the first command on each host then
+        finds it open. A host that cannot be reached is said by its first command, as usual."""
+        for role in roles:
+            self[role].connect_soon()
+
+    def borrowed(self) -> HostPool:
+        """The same connections, for a user that does not own them: its `close()` leaves them
+        open for this pool's owner, who closes them."""
+        view = _BorrowedPool(self.site)
+        view._hosts = self._hosts
+        return view
+
     def copying(self, role: Role) -> CommandRunner:
         """The host's runner for a copy of a tree (its dry runs, checksums, set-asides): the
         inventory's `timeouts.copy_seconds` per command, not the short default."""
@@ -194,6 +209,13 @@ class HostPool:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _BorrowedPool(HostPool):
+    """A view on another pool's connections (`HostPool.borrowed`)."""
+
+    def close(self) -> None:
+        """Left to the owner of the connections."""
 
 
 def backup_servers(site: Site, pool: HostPool | None = None) -> list[BackupServer]:

@@ -33,6 +33,12 @@ class OperationContext:
     def __post_init__(self) -> None:
         self.pool = connect.HostPool(self.site)
 
+    def use_connections(self, pool: connect.HostPool) -> None:
+        """Run on `pool`'s connections, those of the whole operation (its record, its lock),
+        which their owner closes, rather than on connections of the context's own."""
+        self.pool.close()
+        self.pool = pool.borrowed()
+
     @property
     def dns(self) -> BaseDnsProvider:
         if self._dns is None:
