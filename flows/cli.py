@@ -6,23 +6,26 @@ import gc
 import inspect
 from collections.abc import Callable
 
-import typer
+from flows.startup import imports_without_gc
 
-from flows.cli_backup import backup_app
-from flows.cli_config import config_app
-from flows.cli_drift import drift_command
-from flows.cli_lab import lab_app
-from flows.cli_ops import (
-    activate_command,
-    approve_command,
-    drill_command,
-    plan_command,
-    report_command,
-    return_command,
-)
-from flows.cli_site import status_command, unlock_command
-from flows.cli_stage import stage_command
-from flows.cli_watch import watch_command
+with imports_without_gc():
+    import typer
+
+    from flows.cli_backup import backup_app
+    from flows.cli_config import config_app
+    from flows.cli_drift import drift_command
+    from flows.cli_lab import lab_app
+    from flows.cli_ops import (
+        activate_command,
+        approve_command,
+        drill_command,
+        plan_command,
+        report_command,
+        return_command,
+    )
+    from flows.cli_site import status_command, unlock_command
+    from flows.cli_stage import stage_command
+    from flows.cli_watch import watch_command
 
 app = typer.Typer(
     name="drp",

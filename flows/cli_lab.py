@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from lab import api, seed, topology
+from lab import seed, topology
 from lab.errors import LabError
+
+if TYPE_CHECKING:
+    from lab.api import LabStatus
 
 lab_app = typer.Typer(
     help=(
@@ -61,7 +64,7 @@ JsonOutput = Annotated[
 _STATE_STYLE = {"running": "green", "not answering": "yellow", "stopped": "red"}
 
 
-def status_table(status: api.LabStatus) -> Table:
+def status_table(status: LabStatus) -> Table:
     table = Table(title=f"drp lab ({status.lab_dir})", title_justify="left")
     for column in ("host", "service", "address:port", "pid", "state"):
         table.add_column(column, justify="right" if column == "pid" else "left")
@@ -77,7 +80,7 @@ def status_table(status: api.LabStatus) -> Table:
     return table
 
 
-def _seed_line(status: api.LabStatus) -> str:
+def _seed_line(status: LabStatus) -> str:
     if status.seed is None:
         return "production: not seeded yet"
     s = status.seed
@@ -89,7 +92,7 @@ def _seed_line(status: api.LabStatus) -> str:
     )
 
 
-def _show(status: api.LabStatus, as_json: bool) -> None:
+def _show(status: LabStatus, as_json: bool) -> None:
     if as_json:
         print(status.to_json())
         return
@@ -135,6 +138,8 @@ RESET_HELP = (
 
 @lab_app.command(help=UP_HELP)
 def up(files_mb: FilesMb = None, rows: Rows = None, as_json: JsonOutput = False) -> None:
+    from lab import api  # the lab's machinery, for `drp lab` only
+
     try:
         status = api.up(files_mb=files_mb, rows=rows)
     except LabError as err:
@@ -158,6 +163,8 @@ def up(files_mb: FilesMb = None, rows: Rows = None, as_json: JsonOutput = False)
 
 @lab_app.command(help=DOWN_HELP)
 def down(as_json: JsonOutput = False) -> None:
+    from lab import api
+
     try:
         status = api.down()
     except LabError as err:
@@ -170,6 +177,8 @@ def down(as_json: JsonOutput = False) -> None:
 
 @lab_app.command(help=STATUS_HELP)
 def status(as_json: JsonOutput = False) -> None:
+    from lab import api
+
     try:
         current = api.status()
     except LabError as err:
@@ -181,6 +190,8 @@ def status(as_json: JsonOutput = False) -> None:
 
 @lab_app.command(help=RESET_HELP)
 def reset(files_mb: FilesMb = None, rows: Rows = None, as_json: JsonOutput = False) -> None:
+    from lab import api
+
     try:
         status = api.reset(files_mb=files_mb, rows=rows)
     except LabError as err:

@@ -7,19 +7,20 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
 import typer
 from rich.console import Console
-from rich.markdown import Markdown
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.prompt import Confirm, Prompt
 
 from flows import progress
+from flows.connections import close_early, connect_early
+from flows.startup import imports_without_gc
 from runbooks.errors import DrpError
 from runbooks.gate import VIA_APPROVE, VIA_OPTION, VIA_TERMINAL
 from runbooks.inventory import Site, load_site
@@ -216,10 +217,14 @@ class TerminalGate:
         return bool(self.order_by)  # answered at once, from the options
 
     def _answer(self, flow_run_id: UUID, plan_hash: str, brief: str) -> None:
-        paused = _gate().wait_until_paused(lambda: flow_run_id, self.stop.is_set)
-        if paused is None:
+        with _gate().answering_client():  # made while the run pauses
+            self._answer_when_open(flow_run_id, plan_hash, brief)
+
+    def _answer_when_open(self, flow_run_id: UUID, plan_hash: str, brief: str) -> None:
+        fields = _gate().wait_for_form(flow_run_id, self.stop.is_set)
+        if fields is None:
             return
-        code_field = _gate().paused_schema(flow_run_id).get("properties", {}).get("order_code")
+        code_field = fields.get("order_code")
         if code_field and self.order_by and not sys.stdin.isatty():
             errors.print(
                 f"Waiting for the order of flow run {flow_run_id}: this site needs the order "
@@ -252,6 +257,8 @@ class TerminalGate:
                 f"or `drp approve {flow_run_id} --by NAME --reference REF{code}`."
             )
             return
+        from rich.markdown import Markdown
+
         console.print(Markdown(brief))
         while not self.stop.is_set():
             name = Prompt.ask("Who orders (full name)")
@@ -317,14 +324,19 @@ class TerminalProgress:
         self.bar.stop()
 
 
-def _run(kind: str, config: Path, **kwargs: Any) -> dict[str, Any]:
+def _flow(kind: str) -> Callable[..., dict[str, Any]]:
+    """The operation's flow, run in this process: its end does not wait for Prefect's
+    heartbeat thread (`flows.heartbeat`)."""
+    from flows.heartbeat import end_runs_without_waiting
+
     if kind == "drill":
         from flows.drill import drp_drill as flow_fn
     elif kind == "return":
         from flows.returning import drp_return as flow_fn
     else:
         from flows.activate import drp_activate as flow_fn
-    return flow_fn(config=str(config.resolve()), **kwargs)
+    end_runs_without_waiting()
+    return flow_fn
 
 
 def _operate(
@@ -340,31 +352,46 @@ def _operate(
     cleanup: bool = False,
 ) -> None:
     site = _check_before_starting(kind, config, operation_id, environments)
-    _use_server(site)
+    connect_early(site, kind)  # while Prefect is imported: the flow run takes them over
+    try:
+        with imports_without_gc():  # Prefect's, mostly
+            _use_server(site)
+            flow_fn = _flow(kind)
+        result, seen = _run_flow(
+            flow_fn,
+            answerer,
+            config=str(config.resolve()),
+            operation_id=operation_id,
+            environments=environments,
+            gate_timeout_seconds=gate_timeout,
+            force=force,
+            bwlimit_kib=bwlimit,
+            **({"cleanup": True} if cleanup else {}),  # a drill's parameter only
+        )
+    finally:
+        close_early()
+    _show_report(config, result["operation_id"])
+    _show_run_link(seen)
+    if result.get("outcome") not in ("succeeded", "refused"):
+        raise typer.Exit(1)
+
+
+def _run_flow(
+    flow_fn: Callable[..., dict[str, Any]], answerer: TerminalGate, **parameters: Any
+) -> tuple[dict[str, Any], _RunSeen]:
+    """Run the flow here, its gate answered by `answerer`: its result, and the run seen."""
     _gate().add_gate_listener(answerer)
     seen = _RunSeen()
     try:
         with TerminalProgress(), _drp_errors_without_traceback(seen):
-            result = _run(
-                kind,
-                config,
-                operation_id=operation_id,
-                environments=environments,
-                gate_timeout_seconds=gate_timeout,
-                force=force,
-                bwlimit_kib=bwlimit,
-                **({"cleanup": True} if cleanup else {}),  # a drill's parameter only
-            )
+            result = flow_fn(**parameters)
     except DrpError as err:
         _show_run_link(seen)
         raise _fail(err) from None
     finally:
         answerer.stop.set()
         _gate().remove_gate_listener(answerer)
-    _show_report(config, result["operation_id"])
-    _show_run_link(seen)
-    if result.get("outcome") not in ("succeeded", "refused"):
-        raise typer.Exit(1)
+    return result, seen
 
 
 def _use_server(site: Site) -> None:
@@ -612,6 +639,8 @@ def approve_command(
         plan_hash = _gate().paused_plan_hash(flow_run_id)
         brief = _gate().paused_brief(flow_run_id)
         if brief:
+            from rich.markdown import Markdown
+
             console.print(Markdown(brief))
         answer = {
             "ordered_by": by,

@@ -9,8 +9,10 @@ exactly as the UI's Resume dialog does; `drp approve` and the terminal prompt us
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 from uuid import UUID
@@ -19,7 +21,7 @@ import httpx
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, SyncClientContext
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 from prefect.input.run_input import Keyset
@@ -31,15 +33,46 @@ from runbooks.order_codes import OrderCodes
 
 POLL_SECONDS = 2
 # How often a paused run looks for its answer when a listener answers it at once (drp drill
-# --order-by): the order then takes a fraction of a second, not up to POLL_SECONDS.
-QUICK_POLL_SECONDS = 0.25
+# --order-by): the order then takes a tenth of a second, not up to POLL_SECONDS.
+QUICK_POLL_SECONDS = 0.05
 FORM_WAIT_SECONDS = 10.0  # how long a run seen paused may take to save its form
 
 # Called (flow run id, plan hash, brief) just before a run in this process waits for the order:
-# the CLI answers from its options or a prompt, through the same API as the UI. A listener
-# returns True when it answers at once (from options), so the run looks for it more often.
+# the CLI answers from its options or a prompt, through the same API as the UI, once the form
+# is saved (`wait_for_form`). A listener returns True when it answers at once (from options),
+# so the run looks for the answer more often.
 GateListener = Callable[[UUID, str, str], bool | None]
 _gate_listeners: list[GateListener] = []
+
+
+class _SavedForms:
+    """The order forms saved by the runs of this process, by flow run, with their fields: the
+    answering side in this process learns the moment a form can be answered, and what it asks,
+    without asking the API."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._fields: dict[UUID, dict[str, Any]] = {}
+
+    def forget(self, run_id: UUID) -> None:
+        with self._changed:
+            self._fields.pop(run_id, None)
+
+    def saved(self, run_id: UUID, fields: dict[str, Any]) -> None:
+        with self._changed:
+            self._fields[run_id] = fields
+            self._changed.notify_all()
+
+    def wait(self, run_id: UUID, stop: Callable[[], bool]) -> dict[str, Any] | None:
+        with self._changed:
+            while not stop():
+                if run_id in self._fields:
+                    return self._fields[run_id]
+                self._changed.wait(0.1)  # `stop` is looked at this often
+        return None
+
+
+_saved_forms = _SavedForms()
 
 
 def add_gate_listener(listener: GateListener) -> None:
@@ -95,14 +128,15 @@ def await_order(
             else ""
         )
         text = header + brief()
-        form = order_form(message + text, plan_hash, code_note=code_note, **typed)
-        if not_taken:
-            form = _with_state_message(form, not_taken)
         ctx = FlowRunContext.get()
+        run_id = ctx.flow_run.id if ctx and ctx.flow_run else None
+        form = order_form(message + text, plan_hash, code_note=code_note, **typed)
+        form = _announced(form, run_id, not_taken)
         at_once = False
-        if ctx and ctx.flow_run:
+        if run_id is not None:
+            _saved_forms.forget(run_id)  # the form opening now is not saved yet
             for listener in list(_gate_listeners):
-                at_once = bool(listener(ctx.flow_run.id, plan_hash, text)) or at_once
+                at_once = bool(listener(run_id, plan_hash, text)) or at_once
         log.info(
             "Waiting for the order (plan %s): answer in the Prefect UI (Resume) or with "
             "`drp approve`; the gate closes in %s s",
@@ -122,6 +156,9 @@ def await_order(
             raise GateTimeout(
                 f"no order was given within {timeout_seconds} s; nothing was changed"
             ) from err
+        finally:
+            if run_id is not None:
+                _saved_forms.forget(run_id)
         problems = order_problems(order, plan_hash)
         if codes is not None and order.decision == "activate":
             wrong = codes.problem(str(getattr(order, "order_code", "") or ""), plan_hash)
@@ -143,25 +180,31 @@ def await_order(
         typed = {"ordered_by": order.ordered_by, "reference": order.reference}
 
 
-def _with_state_message(form: type[Order], message: str) -> type[Order]:
-    """`form`, opening under a Paused/Suspended state whose message is `message`.
+def _announced(form: type[Order], run_id: UUID | None, message: str) -> type[Order]:
+    """`form`, opening under a Paused/Suspended state whose message is `message` (if any), and
+    announced to this process's answering side once saved (`wait_for_form`).
 
     Prefect's pause and suspend take no message: they propose the state, then save the form
     (`RunInput.save`). The state is stated again with the message in between, when no answer
     can be accepted yet (the server checks an answer against the saved form, and refuses one
     while there is none), so no answer is lost to it.
     """
+    fields = form.model_json_schema().get("properties", {})
 
-    class WithStateMessage(form):  # type: ignore[valid-type,misc]
+    class Announced(form):  # type: ignore[valid-type,misc]
         @classmethod
         def save(cls, keyset: Keyset, flow_run_id: UUID | None = None) -> None:
-            _state_message(keyset, message, flow_run_id)
+            if message:
+                _state_message(keyset, message, flow_run_id)
             super().save(keyset, flow_run_id)
+            saved_for = flow_run_id or run_id
+            if saved_for is not None:
+                _saved_forms.saved(saved_for, fields)
 
-    WithStateMessage.__name__ = form.__name__
-    WithStateMessage.__qualname__ = form.__qualname__
-    WithStateMessage._description = form._description
-    return WithStateMessage
+    Announced.__name__ = form.__name__
+    Announced.__qualname__ = form.__qualname__
+    Announced._description = form._description
+    return Announced
 
 
 def _state_message(keyset: Keyset, message: str, flow_run_id: UUID | None) -> None:
@@ -187,6 +230,12 @@ def _state_message(keyset: Keyset, message: str, flow_run_id: UUID | None) -> No
 
 
 # -- answering from outside the run ------------------------------------------------------------
+def answering_client() -> AbstractContextManager[Any]:
+    """A Prefect API client for this thread, made now (30-80 ms, mostly its TLS context): an
+    answer sent from this thread (`answer_gate`) then goes through it without that wait."""
+    return SyncClientContext.get_or_create()
+
+
 def answer_gate(flow_run_id: UUID | str, answer: dict[str, Any]) -> None:
     """Resume a paused run with the order; the server checks it against the form's schema."""
     # Not validated here: the checks below say in words what a pydantic error would not.
@@ -275,31 +324,7 @@ def paused_brief(flow_run_id: UUID | str) -> str:
     return value or ""
 
 
-def wait_until_paused(
-    flow_run_id_getter: Callable[[], UUID | None], stop: Callable[[], bool]
-) -> UUID | None:
-    """Poll until the run is paused for the order and its form saved (it can be answered);
-    None if `stop()` says give up first."""
-    while not stop():
-        run_id = flow_run_id_getter()
-        if run_id is not None:
-            with get_client(sync_client=True) as client:
-                state = client.read_flow_run(run_id).state
-                if state and state.is_paused() and _form_saved(client, run_id, state):
-                    return run_id
-        time.sleep(0.1)  # the run pauses right after the listener is called
-    return None
-
-
-def _form_saved(client: Any, run_id: UUID, state: Any) -> bool:
-    """The paused run's form is saved: its brief, which Prefect saves last, is there (every
-    order form has one)."""
-    from prefect.input.run_input import keyset_from_paused_state
-
-    try:
-        client.read_flow_run_input(run_id, keyset_from_paused_state(state)["description"])
-        return True
-    except httpx.HTTPStatusError as err:
-        if err.response.status_code != 404:
-            raise
-        return False
+def wait_for_form(flow_run_id: UUID, stop: Callable[[], bool]) -> dict[str, Any] | None:
+    """The fields of the order form of a run of this process (their JSON schemas, by name),
+    once the form is saved and can be answered; None if `stop()` says give up first."""
+    return _saved_forms.wait(flow_run_id, stop)
