@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from uuid import UUID
 
 Listener = Callable[[str, float], None]
 
@@ -35,21 +36,25 @@ def emit(step: str, percent: float) -> None:
 
 
 class ArtifactProgress:
-    """A Prefect progress artifact for one step, updated at most every `interval` seconds."""
+    """A Prefect progress artifact for one step, updated at most every `interval` seconds.
+    It is made at the step's first progress: a step found done, which has none, has none."""
 
     def __init__(self, step: str, interval: float = 2.0) -> None:
-        from prefect.artifacts import create_progress_artifact
-
         self.step = step
         self.interval = interval
         self._last = 0.0
-        self._id = create_progress_artifact(progress=0.0, description=f"Progress of {step}")
+        self._id: UUID | None = None
 
     def __call__(self, step: str, percent: float) -> None:
-        from prefect.artifacts import update_progress_artifact
+        from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
         now = time.monotonic()
-        if percent >= 100 or now - self._last >= self.interval:
+        if self._id is None:
+            self._last = now
+            self._id = create_progress_artifact(
+                progress=min(100.0, percent), description=f"Progress of {self.step}"
+            )
+        elif percent >= 100 or now - self._last >= self.interval:
             self._last = now
             update_progress_artifact(artifact_id=self._id, progress=min(100.0, percent))
         emit(step, percent)
