@@ -370,7 +370,7 @@ def _operate(
         )
     finally:
         close_early()
-    _show_report(config, result["operation_id"])
+    _show_report(config, result["operation_id"], site)
     _show_run_link(seen)
     if result.get("outcome") not in ("succeeded", "refused"):
         raise typer.Exit(1)
@@ -658,8 +658,8 @@ def approve_command(
 
 
 # -- report ------------------------------------------------------------------------------------
-def _show_report(config: Path, operation_id: str) -> None:
-    site = load_site(config)
+def _show_report(config: Path, operation_id: str, site: Site | None = None) -> None:
+    site = site or load_site(config)
     report = load_report(reports_dir(site), operation_id)
     console.print(report_renderable(report))
     console.print(f"Report: {reports_dir(site) / (operation_id + '.json')}")

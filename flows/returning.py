@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from flows.operation import run_return
+from flows.plain_flow import plain_flow
 from runbooks.gate import DEFAULT_TIMEOUT_SECONDS
 
 
-@flow(name="drp-return", log_prints=True, persist_result=True)
+@plain_flow(name="drp-return", log_prints=True, persist_result=True)
 def drp_return(
     config: str | None = None,
     operation_id: str | None = None,
