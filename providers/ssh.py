@@ -42,6 +42,10 @@ STDERR_TAIL_LINES = 20
 _READ_CHUNK = 65536
 _POLL_SECONDS = 0.05
 KILL_GRACE_SECONDS = 5  # between TERM and KILL when a command's channel closes under it
+# Commands at once on one connection: sshd refuses a channel past its MaxSessions (10 by
+# default); a command beyond this many waits for one to end instead of failing.
+MAX_CHANNELS = 8
+SESSION_WAIT_SECONDS = 30  # how long a refused session is asked again
 
 # Every command runs under this guard, so that nothing drp started outlives its SSH channel.
 # sshd starts each command as the leader of a new session and process group, and the channel
@@ -208,6 +212,7 @@ class SshHost:
         self.forward_agent = forward_agent
         self.log = logging.getLogger(f"SshHost[{target.name}]")
         self._lock = threading.Lock()
+        self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
         self._connection: fabric.Connection | None = None
         self._failed: tuple[float, Exception] | None = None  # when the last attempt failed, how
 
@@ -405,17 +410,47 @@ class SshHost:
         payload = ("".join(f"{value}\n" for value in secrets.values()) + (stdin or "")).encode()
         line = shell_line(guarded_argv(with_secret_env(argv, list(secrets)), len(payload)))
 
+        with self._channels:
+            return self._run_on_channel(argv, command, line, payload, timeout, check, on_output)
+
+    def _open_session(self, transport: paramiko.Transport) -> paramiko.Channel:
+        """A new channel. sshd frees a session a moment after its channel closed: a refusal
+        for "no more sessions" (MaxSessions) is asked again for a while before it counts."""
+        deadline = time.monotonic() + SESSION_WAIT_SECONDS
+        pause = 0.05
+        while True:
+            try:
+                return transport.open_session(timeout=self.target.connect_timeout)
+            except paramiko.ChannelException as err:
+                if time.monotonic() >= deadline:
+                    raise SshError(
+                        f"cannot open a session on {self.name} ({self.target.where}): {err} "
+                        f"(sshd's MaxSessions reached for {SESSION_WAIT_SECONDS} s)",
+                        host=self.name,
+                    ) from err
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+            except SSHException as err:
+                raise SshError(
+                    f"cannot open a session on {self.name} ({self.target.where}): {err}",
+                    host=self.name,
+                ) from err
+
+    def _run_on_channel(
+        self,
+        argv: Sequence[str],
+        command: str,
+        line: str,
+        payload: bytes,
+        timeout: float | None,
+        check: bool,
+        on_output: Callable[[str], None] | None,
+    ) -> CommandResult:
         started = time.monotonic()
         transport = self.connection().client.get_transport()
         if transport is None:  # pragma: no cover - connection() just opened it
             raise SshError(f"the connection to {self.name} closed", host=self.name)
-        try:
-            channel = transport.open_session(timeout=self.target.connect_timeout)
-        except SSHException as err:
-            raise SshError(
-                f"cannot open a session on {self.name} ({self.target.where}): {err}",
-                host=self.name,
-            ) from err
+        channel = self._open_session(transport)
         agent = AgentRequestHandler(channel) if self.forward_agent else None
         try:
             channel.exec_command(line)

@@ -30,7 +30,14 @@ from providers.dns_check import (
     wait_for_propagation,
 )
 from providers.http_check import probe_url
-from providers.rsync import CopyOptions, CopyProgress, RemoteEndpoint, copy_tree, plan_copy
+from providers.rsync import (
+    CopyOptions,
+    CopyProgress,
+    RemoteEndpoint,
+    copy_tree,
+    home_relative,
+    plan_copy,
+)
 from providers.tickets import Ticket
 from runbooks import connect
 from runbooks.context import OperationContext
@@ -171,6 +178,11 @@ class CopyTree(Step):
             self._home = home
         return posixpath.join(self._home, aside.normalize_path(path))
 
+    def _exists(self) -> bool:
+        path = home_relative(self.dest) or "."
+        path = path if path.startswith("/") else f"./{path}"  # never read as an option
+        return self.ctx.pool[self.target].run(["test", "-e", path], check=False).ok
+
     def partial_dir(self) -> str:
         """Where this copy keeps a half-sent file between runs of its operation."""
         return f"{operation_dir(self.ctx.operation_id)}/partial/{self.key}"
@@ -184,6 +196,8 @@ class CopyTree(Step):
         return plan_copy(self.ctx.pool.copying(self.target), self.endpoint, self.dest, options)
 
     def check(self) -> Check:
+        if not self._exists():  # nothing there yet: no dry run needed to know it
+            return Check(False, f"{self.where} does not exist yet: the whole tree is copied")
         plan = self._plan(self._options())
         if plan.up_to_date:
             whole = ", the whole tree" if self.options.delete else ""

@@ -172,6 +172,16 @@ def test_commands_share_one_connection(drp: SshHost) -> None:
     assert third != first  # after close, a new connection
 
 
+def test_more_commands_at_once_than_sshd_allows_sessions_wait_their_turn(drp: SshHost) -> None:
+    """sshd refuses a connection's 11th session (MaxSessions 10): 14 parallel steps on one host
+    (trees and databases of many environments) must all run, not fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=14) as pool:
+        results = list(pool.map(lambda i: drp.run(["sh", "-c", f"sleep 1; echo {i}"]), range(14)))
+    assert [r.stdout.strip() for r in results] == [str(i) for i in range(14)]
+
+
 @pytest.fixture
 def agent(lab, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A real ssh-agent holding the operator key; SSH_AUTH_SOCK points at it."""
