@@ -24,8 +24,7 @@ On the same lab data, in one run:
    `providers.rsync.copy_argv`, into an empty directory), and per database the fetch of its
    dump (rsync, drp's options) then `createdb` + `pg_restore -j 2` or `CREATE DATABASE` +
    `mariadb < dump`; `raw_seconds` is the wall time until the last is done. As context,
-   `raw_phased_seconds`: the same, but the copies first, then the databases, as drp's phases
-   run them;
+   `raw_phased_seconds`: the same, but the copies first, then the databases;
 5. warm: `drp stage` (the daily set staged), then a change as a day brings it: 5% of
    production's files rewritten with new content of the same size (every 20th file in path
    order; index.html, which the URL check reads, left alone), rows inserted into the user
@@ -892,7 +891,7 @@ class Bench:
         cold = self.drill("cold")
         self.say("raw tools, same backup set, all started together")
         raw = self.raw("raw", phased=False)
-        self.say("raw tools, copies then databases (drp's phases)")
+        self.say("raw tools, copies then databases")
         phased = self.raw("phased", phased=True)
         self.say("staging the daily backup")
         self.stage("stage of the daily backup")
