@@ -44,6 +44,7 @@ from runbooks.common_steps import (
 from runbooks.context import OperationContext
 from runbooks.errors import StepFailed
 from runbooks.inventory import Database, DatabaseRole, Environment, Site, Tree
+from runbooks.manifest import parse_tree_stats, tree_stats_argv
 from runbooks.records import write_argv
 from runbooks.render import human_bytes, human_duration
 from runbooks.secrets import Secret
@@ -598,6 +599,22 @@ class SwapInStagedTree(Step):
             self.log.warning("the stage's done file was not rewritten: %s", result.stderr[:200])
 
     def verify(self) -> Check:
+        """The tree's listing (paths, sizes, times: what the copy's own check compares) against
+        the set's manifest, read on the DRP host alone: a whole-tree dry run against the
+        backup server, over the WAN on a real site, only when they differ."""
+        expected = self.cold.source.digest
+        if expected:
+            result = self.op.pool[TARGET].run(
+                tree_stats_argv(normalize_path(self.dest)), check=False, timeout=3600
+            )
+            if result.ok:
+                digest, count, size = parse_tree_stats(result.stdout)
+                if digest == expected:
+                    return Check(
+                        True,
+                        f"{self.where} matches the manifest of {self.cold.source.label}: "
+                        f"{count} files, {human_bytes(size)}, listing digest {digest[:12]}",
+                    )
         return self.cold.verify()
 
 

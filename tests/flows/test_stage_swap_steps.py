@@ -46,13 +46,15 @@ def test_an_activation_renames_the_stage_in_and_keeps_the_tree_it_replaces(site:
         activation.warm = read_warm_state(site, drp)
         step = restore_tree(activation, env, tree, chosen)
         assert isinstance(step, SwapInStagedTree)
-        drp.run(["sh", "-c", 'echo "written on drp" > "$1/stray.txt"', "sh", WWW])
+        drp.run(["sh", "-c", 'mkdir -p "$1" && echo "written on drp" > "$1/stray.txt"', "sh", WWW])
         before = files(site, "drp", WWW)
         assert "stray.txt" in before
 
         record = step.run()
         assert record.outcome is Outcome.APPLIED and record.details["warm"], record.reason
         assert "renamed into place" in record.reason
+        # Proved on the DRP host alone, by the set's manifest (no dry run against the backup).
+        assert f"matches the manifest of {chosen.set.label}" in record.reason
         kept = record.details["kept_as"]
         assert kept.startswith(f"{WWW}.drp-before-{activation.operation_id}/swapped-")
         assert files(site, "drp", kept) == before  # the tree it replaced, whole
