@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from flows.cli_ops import ConfigOpt
 from runbooks.errors import DrpError
 from runbooks.inventory import load_site
 
@@ -55,16 +56,7 @@ one line says why."""
 
 
 def drift_command(
-    config: Annotated[
-        Path,
-        typer.Option(
-            "--config",
-            "-c",
-            envvar="DRP_CONFIG",
-            help="The inventory YAML file (or $DRP_CONFIG), e.g. config/site.yaml.",
-            show_default=False,
-        ),
-    ] = Path("config/site.yaml"),
+    config: ConfigOpt = Path("config/site.yaml"),
     no_record: Annotated[
         bool,
         typer.Option(

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from flows.cli_ops import ConfigOpt
 from runbooks.errors import DrpError
 from runbooks.inventory import Site, load_site
 from runbooks.watch.alerts import StartActivation
@@ -107,16 +108,7 @@ line saying why."""
 
 
 def watch_command(
-    config: Annotated[
-        Path,
-        typer.Option(
-            "--config",
-            "-c",
-            envvar="DRP_CONFIG",
-            help="The inventory YAML file (or $DRP_CONFIG), e.g. config/site.yaml.",
-            show_default=False,
-        ),
-    ] = Path("config/site.yaml"),
+    config: ConfigOpt = Path("config/site.yaml"),
     once: Annotated[
         bool, typer.Option("--once", help="One round, then exit (2 if a probe is critical).")
     ] = False,
