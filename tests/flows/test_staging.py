@@ -170,12 +170,6 @@ def test_staging_is_a_restore_test_and_the_drill_swaps_the_stage_in(
     assert files(site, "drp", staged_www) == files(site, "production", WWW)
     assert _stage_counts(site, "app_shop") == {}
 
-    # 5. Staging again: the new sets staged and restore-tested.
-    code, out = _run(api, "stage", "-c", CONFIG)
-    assert code == 0, out[-3000:]
-    tested = _restore_tests(api)
-    assert tested[users.set.label]["ok"] and tested[chosen.trees[0].set.label]["ok"]
-
 
 def test_a_set_that_does_not_stage_raises_one_ticket(site: Site, prefect_server) -> None:
     api = prefect_server.api_url
