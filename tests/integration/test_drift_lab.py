@@ -141,8 +141,8 @@ def test_drift_made_on_the_lab_is_new_once_then_unchanged_then_gone(
     site = load_site(config)
     production = topology.host("production").address
     with connect.HostPool(site) as pool:
-        if not pool["drp"].run(["sh", "-c", "command -v crontab"], check=False).ok:
-            pytest.skip("cron is not installed on this machine: run `bash scripts/setup.sh`")
+        has_cron = pool["drp"].run(["sh", "-c", "command -v crontab"], check=False).ok
+        assert has_cron, "cron is not installed on this machine: run `bash scripts/setup.sh`"
         with kept(pool["drp"], [STATE_FILE, PREVIOUS_FILE]):
             # Whatever the lab differs by now is the baseline; it is recorded first.
             code, lines = drp_drift(config)
