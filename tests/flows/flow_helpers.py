@@ -197,6 +197,20 @@ def production_serves_again(site: Site) -> None:
     dns_at(site, PRODUCTION)
 
 
+@contextlib.contextmanager
+def without_stages(site: Site) -> Iterator[None]:
+    """No stage on the DRP server before (`drp stage --remove`'s work), none left after."""
+    from runbooks.staging import remove_stages
+
+    with connect.HostPool(site) as pool:
+        remove_stages(site, pool["drp"])
+    try:
+        yield
+    finally:
+        with connect.HostPool(site) as pool:
+            remove_stages(site, pool["drp"])
+
+
 # -- what a user can observe -------------------------------------------------------------------
 def knot_answers() -> dict[str, list[str]]:
     """What the lab's authoritative server answers for the switched names."""

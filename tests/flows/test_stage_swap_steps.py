@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from flow_helpers import LAB_CONFIG, WWW, ensure_backups, files
+from flow_helpers import LAB_CONFIG, WWW, ensure_backups, files, without_stages
 
 from flows.prepare import choose_backups
 from runbooks import connect
 from runbooks.activation import Operation, SwapInStagedTree, restore_tree
 from runbooks.inventory import Site, load_site
-from runbooks.staging import StageTree, remove_stages
+from runbooks.staging import StageTree
 from runbooks.steps import Outcome
 from runbooks.warm import read_warm_state
 
@@ -25,11 +25,8 @@ pytestmark = [pytest.mark.lab]
 def site(lab) -> Iterator[Site]:
     loaded = load_site(LAB_CONFIG)
     ensure_backups(loaded)
-    with connect.HostPool(loaded) as pool:
-        remove_stages(loaded, pool["drp"])
-    yield loaded
-    with connect.HostPool(loaded) as pool:
-        remove_stages(loaded, pool["drp"])
+    with without_stages(loaded):
+        yield loaded
 
 
 def test_an_activation_renames_the_stage_in_and_keeps_the_tree_it_replaces(site: Site) -> None:

@@ -25,13 +25,13 @@ from flow_helpers import (
     my,
     pg,
     tickets,
+    without_stages,
 )
 
 from providers.database import engine_for, stage_endpoint
 from runbooks import connect
 from runbooks.backups import choose_sets
 from runbooks.inventory import Site, load_site
-from runbooks.staging import remove_stages
 
 pytestmark = [pytest.mark.lab, pytest.mark.prefect]
 
@@ -77,11 +77,9 @@ def site(lab, prefect_server) -> Iterator[Site]:
     they were."""
     loaded = load_site(LAB_CONFIG)
     ensure_backups(loaded)
+    with without_stages(loaded):
+        yield loaded
     with connect.HostPool(loaded) as pool:
-        remove_stages(loaded, pool["drp"])
-    yield loaded
-    with connect.HostPool(loaded) as pool:
-        remove_stages(loaded, pool["drp"])
         pool["production"].run(["sh", "-c", f"rm -rf -- {WWW}/staged-test"])
     with pg(loaded, "production") as conn:
         conn.execute("DELETE FROM users WHERE id >= %s AND id < 900000", (NEW_USERS,))

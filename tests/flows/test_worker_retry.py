@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_helpers import LAB_CONFIG, ensure_backups, tickets
+from flow_helpers import LAB_CONFIG, ensure_backups, run_state, tickets
 
 from lab import topology
 from runbooks import connect, site_lock
@@ -160,17 +160,10 @@ def _run(parameters: dict[str, Any]) -> Any:
     return run_deployment(DEPLOYMENT, parameters=parameters, timeout=0)
 
 
-def _state(run_id: Any) -> Any:
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(run_id).state
-
-
 def _wait(run_id: Any, done: Callable[[Any], bool], what: str, timeout: float = 240) -> Any:
     deadline = time.monotonic() + timeout
     while True:
-        state = _state(run_id)
+        state = run_state(run_id)
         if state is not None and done(state):
             return state
         assert time.monotonic() < deadline, f"never {what}; last state {state}"
@@ -250,7 +243,7 @@ def _crashed_during_the_copy(site: Site, workers: Workers, run_id: Any) -> str:
     deadline = time.monotonic() + 120
     while not _copying(site):
         assert time.monotonic() < deadline, "the copy never started"
-        assert not _state(run_id).is_final(), _state(run_id)
+        assert not run_state(run_id).is_final(), run_state(run_id)
         time.sleep(0.1)
     killed = workers.running()
     workers.kill(killed)
