@@ -129,8 +129,8 @@ def reading_secret(name: str, script: str) -> str:
     return f"IFS= read -r {name}; export {name}; {script}"
 
 
-def raw_pg_restore(endpoint: DbEndpoint, dump_path: str) -> str:
-    """createdb, then pg_restore with the flags drp uses (the password read from stdin)."""
+def pg_load_line(endpoint: DbEndpoint, dump_path: str) -> str:
+    """createdb, then pg_restore with the flags drp uses (the password in the environment)."""
     createdb = [
         "createdb",
         f"--host={endpoint.address}",
@@ -142,11 +142,12 @@ def raw_pg_restore(endpoint: DbEndpoint, dump_path: str) -> str:
         endpoint.dbname,
     ]
     restore = postgres.pg_restore_argv(endpoint, dump_path, jobs=JOBS)
-    return reading_secret(postgres.PASSWORD_ENV, f"{shell_line(createdb)} && {shell_line(restore)}")
+    return f"{shell_line(createdb)} && {shell_line(restore)}"
 
 
-def raw_mysql_restore(endpoint: DbEndpoint, dump_path: str) -> str:
-    """CREATE DATABASE, then `mariadb DB < dump` (the password read from stdin)."""
+def mysql_load_line(endpoint: DbEndpoint, dump_path: str) -> str:
+    """CREATE DATABASE, then `mariadb DB < dump`, as drp loads it (the password in the
+    environment)."""
     client = [
         mysql.CLIENT_PROGRAM,
         f"--host={endpoint.address}",
@@ -158,8 +159,17 @@ def raw_mysql_restore(endpoint: DbEndpoint, dump_path: str) -> str:
     ]
     create = [*client, "-e", f"CREATE DATABASE `{endpoint.dbname}`"]
     load = [*client, f"--database={endpoint.dbname}"]
-    script = f"{shell_line(create)} && {shell_line(load)} < {shlex.quote(dump_path)}"
-    return reading_secret(mysql.PASSWORD_ENV, script)
+    return f"{shell_line(create)} && {shell_line(load)} < {shlex.quote(dump_path)}"
+
+
+def raw_pg_restore(endpoint: DbEndpoint, dump_path: str) -> str:
+    """`pg_load_line`, the password read from stdin."""
+    return reading_secret(postgres.PASSWORD_ENV, pg_load_line(endpoint, dump_path))
+
+
+def raw_mysql_restore(endpoint: DbEndpoint, dump_path: str) -> str:
+    """`mysql_load_line`, the password read from stdin."""
+    return reading_secret(mysql.PASSWORD_ENV, mysql_load_line(endpoint, dump_path))
 
 
 # -- figures ----------------------------------------------------------------------------------

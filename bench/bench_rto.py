@@ -77,6 +77,9 @@ from bench_restore import (
     drop_postgres,
     human_bytes,
     lab_to_ourselves,
+    mysql_load_line,
+    pg_load_line,
+    reading_secret,
     ssh_command,
 )
 from rich.console import Console
@@ -153,43 +156,6 @@ elif os.path.exists(os.path.join(keep, ".chosen")):
 else:
     print(json.dumps({"restored": 0, "digest": None}))
 """
-
-
-def reading_secret(name: str, script: str) -> str:
-    """`script` run after reading the secret `name` from the first line of stdin (never argv)."""
-    return f"IFS= read -r {name}; export {name}; {script}"
-
-
-def pg_load_line(endpoint: Any, dump_path: str) -> str:
-    """createdb, then pg_restore with drp's flags (the password in the environment)."""
-    createdb = [
-        "createdb",
-        f"--host={endpoint.address}",
-        f"--port={endpoint.port}",
-        f"--username={endpoint.user}",
-        "--no-password",
-        "--template=template0",
-        "--",
-        endpoint.dbname,
-    ]
-    restore = postgres.pg_restore_argv(endpoint, dump_path, jobs=JOBS)
-    return f"{shell_line(createdb)} && {shell_line(restore)}"
-
-
-def mysql_load_line(endpoint: Any, dump_path: str) -> str:
-    """CREATE DATABASE, then `mariadb DB < dump`, as drp loads it."""
-    client = [
-        mysql.CLIENT_PROGRAM,
-        f"--host={endpoint.address}",
-        f"--port={endpoint.port}",
-        f"--user={endpoint.user}",
-        "--protocol=tcp",
-        "--default-character-set=utf8mb4",
-        "--batch",
-    ]
-    create = [*client, "-e", f"CREATE DATABASE `{endpoint.dbname}`"]
-    load = [*client, f"--database={endpoint.dbname}"]
-    return f"{shell_line(create)} && {shell_line(load)} < {shell_line([dump_path])}"
 
 
 def source_version() -> dict[str, Any]:
