@@ -214,3 +214,24 @@ def test_nothing_is_staged_while_the_drp_server_serves(site: Site, prefect_serve
     assert f"drp-lab.test A points at the DRP server ({DRP})" in said, said
     assert "after the return" in said and "Staging skipped" in said
     assert _stages(site) == [] and _stage_counts(site, "app_users") == {}
+
+
+def test_staging_waits_while_another_operation_holds_the_site(site: Site, prefect_server) -> None:
+    """An activation under way holds the site lock: staging takes nothing, changes nothing,
+    says who holds the site, and the activation's lock stays."""
+    from runbooks.site_lock import SiteLock, read_lock
+
+    op = f"activate-busy-{datetime.now(UTC):%H%M%S}"
+    lock = SiteLock(site, op, "activate", run="a test holding the site")
+    lock.take()
+    try:
+        code, out = _run(prefect_server.api_url, "stage", "-c", CONFIG)
+        with connect.HostPool(site) as pool:
+            held = read_lock(pool["drp"])
+    finally:
+        lock.release()
+    said = " ".join(out.split())
+    assert code == 0, said[-3000:]
+    assert "Staging skipped, the site is busy" in said and op in said, said
+    assert held is not None and held.operation_id == op
+    assert _stages(site) == [] and _stage_counts(site, "app_users") == {}
