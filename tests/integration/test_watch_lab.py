@@ -186,9 +186,12 @@ def test_the_metrics_endpoint_is_scraped_and_parsed_as_openmetrics(lab, tmp_path
             if "drp_probe_status" in reply.text:
                 assert reply.headers["content-type"].startswith("application/openmetrics-text")
                 body = reply.text
+            # The textfile is written once the round is reported, a moment after it is served.
+            if body and textfile.exists():
                 break
             time.sleep(0.3)
         assert body, "no round was served within 60 s"
+        assert textfile.exists(), f"{textfile} was not written within 60 s of a round"
     finally:
         process.terminate()
         process.communicate(timeout=20)
