@@ -22,7 +22,7 @@ from flows import progress
 from flows.connections import close_early, connect_early
 from flows.startup import imports_without_gc
 from runbooks.errors import DrpError
-from runbooks.gate import VIA_APPROVE, VIA_OPTION, VIA_TERMINAL
+from runbooks.gate import VIA_APPROVE, VIA_OPTION, VIA_TERMINAL, signature_problems
 from runbooks.inventory import Site, load_site
 from runbooks.render import plan_renderable, report_renderable
 from runbooks.report import load_report
@@ -248,7 +248,13 @@ class TerminalGate:
                 "channel": VIA_OPTION,
                 **({"order_code": code} if code else {}),
             }
-            self._send(flow_run_id, answer, via="option")
+            if not self._send(flow_run_id, answer, via="option"):
+                errors.print(
+                    f"Flow run {flow_run_id} still waits for the order: answer in the Prefect "
+                    f"UI, or `drp approve {flow_run_id} --by NAME --reference REF "
+                    "--acknowledge-data-loss`; or stop this command (Ctrl-C): nothing was "
+                    "changed."
+                )
             return
         if not sys.stdin.isatty():
             code = " --code CODE" if code_field else ""
@@ -480,6 +486,21 @@ def _drp_errors_without_traceback(seen: _RunSeen | None = None) -> Iterator[None
             handler.removeFilter(quiet)
 
 
+def _check_order_options(order_by: str | None, reference: str | None) -> None:
+    """--order-by and --reference checked as the gate will check them, before anything starts:
+    a refused answer would leave the run waiting at its gate, holding the site."""
+    if order_by is None:
+        return
+    if not reference:
+        raise _fail(ValueError("--order-by needs --reference (the order's reference)"), 2)
+    problems = signature_problems(order_by, reference)
+    if problems:
+        flag = {"Ordered by": "--order-by", "Order reference": "--reference"}
+        for field, option in flag.items():
+            problems = [p.replace(f"field '{field}'", option) for p in problems]
+        raise _fail(ValueError("; ".join(problems)), 2)
+
+
 def drill_command(
     config: ConfigOpt = Path("config/site.yaml"),
     operation_id: OperationOpt = None,
@@ -498,8 +519,7 @@ def drill_command(
     its databases[/bold] once the order is given. --order-by and --reference answer the gate
     for unattended drills. --cleanup puts the DRP server back as it was afterwards.
     """
-    if order_by and not reference:
-        raise _fail(ValueError("--order-by needs --reference (the order's reference)"), 2)
+    _check_order_options(order_by, reference)
     answerer = TerminalGate(order_by, reference, acknowledge=True)
     _operate(
         "drill",
@@ -540,6 +560,7 @@ def activate_command(
     """
     if order_by and not (reference and acknowledge_data_loss):
         raise _fail(ValueError("--order-by needs --reference and --acknowledge-data-loss"), 2)
+    _check_order_options(order_by, reference)
     answerer = TerminalGate(order_by, reference, acknowledge=acknowledge_data_loss)
     _operate("activate", config, operation_id, environments, gate_timeout, force, bwlimit, answerer)
 
@@ -572,8 +593,7 @@ def return_command(
     What production held is kept aside, never deleted. The DRP server stays frozen. Run again
     with --operation-id to resume.
     """
-    if order_by and not reference:
-        raise _fail(ValueError("--order-by needs --reference (the order's reference)"), 2)
+    _check_order_options(order_by, reference)
     answerer = TerminalGate(order_by, reference, acknowledge=True)
     _operate("return", config, operation_id, environments, gate_timeout, force, bwlimit, answerer)
 

@@ -59,13 +59,26 @@ class Answer(Protocol):
     plan_hash: str
 
 
+def signature_problems(ordered_by: str, reference: str) -> list[str]:
+    """What is wrong with who orders and the order's reference; empty when both will do. Also
+    checked on the command line's --order-by/--reference before an operation starts."""
+    problems = []
+    name = ordered_by.strip()
+    if not name:
+        problems.append("the name of the person who orders is missing (field 'Ordered by')")
+    elif len(name) < 2:
+        problems.append(
+            f"the name of the person who orders, {name!r}, is too short (field 'Ordered by'): "
+            "give their full name"
+        )
+    if not reference.strip():
+        problems.append("the order reference is missing (field 'Order reference')")
+    return problems
+
+
 def order_problems(order: Answer, plan_hash: str) -> list[str]:
     """Why an answer cannot be taken as an order; empty when it can."""
-    problems = []
-    if len(order.ordered_by.strip()) < 2:
-        problems.append("the name of the person who orders is missing (field 'Ordered by')")
-    if not order.reference.strip():
-        problems.append("the order reference is missing (field 'Order reference')")
+    problems = signature_problems(order.ordered_by, order.reference)
     if order.decision == "activate":
         if not order.data_loss_acknowledged:
             problems.append(

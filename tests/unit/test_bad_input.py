@@ -455,3 +455,39 @@ def test_backup_list_with_a_bad_inventory_is_one_line(lab_yaml: Path) -> None:
     line = LAB_YAML.split("area: backups #")[0].count("\n") + 1
     assert result.exit_code == 2, result.output
     assert result.stdout.strip() == f"{lab_yaml}:{line}: backups.area: {dash('-backups')}"
+
+
+@pytest.mark.parametrize(
+    ("command", "options", "message"),
+    [
+        (
+            "drill",
+            ["--order-by", "X", "--reference", "DRILL-1"],
+            "the name of the person who orders, 'X', is too short (--order-by): give their "
+            "full name",
+        ),
+        (
+            "activate",
+            ["--order-by", "  ", "--reference", "INC-1", "--acknowledge-data-loss"],
+            "the name of the person who orders is missing (--order-by)",
+        ),
+        (
+            "return",
+            ["--order-by", "Jane Doe", "--reference", " "],
+            "the order reference is missing (--reference)",
+        ),
+        (
+            "drill",
+            ["--order-by", "Jane Doe"],
+            "--order-by needs --reference (the order's reference)",
+        ),
+    ],
+)
+def test_an_order_the_gate_would_refuse_is_refused_before_anything_starts(
+    command: str, options: list[str], message: str, lab_yaml: Path
+) -> None:
+    """Refused at the gate, it would leave the run waiting there, holding the site."""
+    result = runner.invoke(app, [command, "-c", str(lab_yaml), *options])
+
+    assert one_line(result, 2) == f"error: {message}"
+    assert not (lab_yaml.parent / "reports").exists()  # no report, no flow run
