@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -314,16 +315,23 @@ class SshHost:
             self.target.key_path or "from ssh-agent",
             self.target.known_hosts,
         )
+        sock: socket.socket | None = None
         try:
+            sock = self._socket()
+            connection.connect_kwargs["sock"] = sock
             connection.open()
         except Exception as err:
             connection.client.close()
+            if sock is not None:
+                sock.close()
             wrapped = self._connect_error(err, policy)
             if wrapped is None:
                 raise
             raise wrapped from err
         except BaseException:
             connection.client.close()
+            if sock is not None:
+                sock.close()
             raise
         transport = connection.client.get_transport()
         if transport is not None:
@@ -332,6 +340,16 @@ class SshHost:
             transport.set_keepalive(KEEPALIVE_SECONDS)
         self._connection = connection
         return connection
+
+    def _socket(self) -> socket.socket:
+        """The TCP connection, without Nagle's delay: each command's small packets (channel
+        open, exec) otherwise wait ~40 ms for the peer's delayed ACK, which made every command
+        on an open connection take 50 ms instead of a few."""
+        sock = socket.create_connection(
+            (self.target.address, self.target.port), timeout=self.target.connect_timeout
+        )
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     def _connect_error(self, err: Exception, policy: _RefuseUnknownHost) -> SshError | None:
         target = self.target
