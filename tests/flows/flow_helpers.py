@@ -232,8 +232,10 @@ def drp_state(site: Site) -> dict[str, Any]:
     own, a refused one too."""
     from providers import mysql, postgres
 
+    # `.drp` itself is left out too: drp's working directory, made by the first record.
     listing_script = (
-        "{ find srv .drp -path .drp/operations -prune -o -printf '%P %s %T@\\n'; "
+        "{ find srv -printf '%p %s %T@\\n'; "
+        "find .drp -mindepth 1 -path .drp/operations -prune -o -printf '%p %s %T@\\n'; "
         "find .drp/operations -type f ! -name 'report.json*' -printf '%P %s %T@\\n'; } "
         "2>/dev/null | sort; true"
     )

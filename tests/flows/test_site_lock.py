@@ -80,17 +80,32 @@ def error_lines(stderr: str) -> list[str]:
 def test_two_drills_started_at_once_one_runs_the_other_is_refused_with_one_line(
     site, prefect_server
 ) -> None:
+    """Both start unattended, so the one that takes the lock still holds it, waiting at its
+    gate, when the other asks for it: however fast a drill is, they meet."""
     first, second = f"drill-race-a-{SUFFIX}", f"drill-race-b-{SUFFIX}"
     processes = {
-        first: start_drill(first, prefect_server.api_url, *ordered("RACE-1")),
-        second: start_drill(second, prefect_server.api_url, *ordered("RACE-2")),
+        first: start_drill(first, prefect_server.api_url),
+        second: start_drill(second, prefect_server.api_url),
     }
-    done = {op: (p.wait(600), *p.communicate()) for op, p in processes.items()}
-    codes = sorted(code for code, _out, _err in done.values())
-    assert codes == [0, 1], {op: (c, err[-2000:]) for op, (c, _o, err) in done.items()}
-    winner = next(op for op, (code, _o, _e) in done.items() if code == 0)
-    loser = second if winner == first else first
-    _code, _out, err = done[loser]
+    try:
+        race_at_the_gate(site, prefect_server, processes)
+    finally:  # never a drill left waiting at its gate, holding the site
+        for process in processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate(timeout=30)
+
+
+def race_at_the_gate(site, prefect_server, processes: dict[str, subprocess.Popen[str]]) -> None:
+    first, second = processes
+    deadline = time.monotonic() + 300
+    while all(p.poll() is None for p in processes.values()):
+        assert time.monotonic() < deadline, "neither drill ended"
+        time.sleep(0.2)
+    loser = next(op for op, p in processes.items() if p.poll() is not None)
+    winner = second if loser == first else first
+    code, _out, err = processes[loser].returncode, *processes[loser].communicate()
+    assert code == 1, err[-3000:]
     lines = error_lines(err)
     assert len(lines) == 1, err[-3000:]
     assert f"site drp-lab is locked by operation {winner} (drill, since " in lines[0]
@@ -98,13 +113,23 @@ def test_two_drills_started_at_once_one_runs_the_other_is_refused_with_one_line(
     assert f"drp unlock -c {LAB_CONFIG} --operation-id {winner} --reason TEXT" in lines[0]
     assert "Traceback" not in err
 
+    # The winner waits at its gate, holding the site; its order is given from a terminal.
+    held = lock_on_drp(site)
+    assert held is not None and held.operation_id == winner and held.run
+    run_id = held.run.split()[-1]  # "flow run <id>"
+    approve = drp_cli(prefect_server.api_url, "approve", run_id, "--by", "Lab Operator",
+                      "--reference", "RACE-1", "--acknowledge-data-loss")  # fmt: skip
+    assert approve.returncode == 0, approve.stdout + approve.stderr
+    code, _out, err = processes[winner].wait(600), *processes[winner].communicate()
+    assert code == 0, err[-3000:]
+
     refused = load_report(reports_dir(site), loser)
     assert refused.outcome == "failed" and "is locked by operation" in refused.message
     assert refused.order is None  # it never reached the gate
     assert all(r.step.startswith("preflight") for r in refused.timeline), refused.timeline
     ran = load_report(reports_dir(site), winner)
     assert ran.outcome == "succeeded"
-    assert ran.order is not None and ran.order["via"] == "--order-by option"
+    assert ran.order is not None and ran.order["via"] == "drp approve"
     assert lock_on_drp(site) is None  # released when the drill ended
 
     status = drp_cli(prefect_server.api_url, "status", "-c", str(LAB_CONFIG))

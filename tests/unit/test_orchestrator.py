@@ -110,7 +110,7 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
 def test_a_server_that_does_not_answer_is_one_line_and_nothing_runs(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{closed_port()}/api"
     inventory = inventory_with(tmp_path, f"PREFECT_API_URL={url}\nPREFECT_API_AUTH_STRING=a:b\n")
-    done = drp("drill", "-c", str(inventory), "--order-by", "X", "--reference", "R",
+    done = drp("drill", "-c", str(inventory), "--order-by", "Jane Doe", "--reference", "R",
                env=clean_env(tmp_path))  # fmt: skip
     assert done.returncode == 1
     assert f"Prefect server {url} (from {inventory.parent / 'lab-state' / 'lab.env'}, the " in (
