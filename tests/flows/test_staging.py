@@ -7,6 +7,8 @@ nothing is staged while the DRP server serves."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,8 +24,10 @@ from flow_helpers import (
     drp_cli,
     ensure_backups,
     files,
+    knot_answers,
     my,
     pg,
+    start_cli,
     tickets,
     without_stages,
 )
@@ -32,6 +36,7 @@ from providers.database import engine_for, stage_endpoint
 from runbooks import connect
 from runbooks.backups import choose_sets
 from runbooks.inventory import Site, load_site
+from runbooks.site_lock import read_lock
 
 pytestmark = [pytest.mark.lab, pytest.mark.prefect]
 
@@ -219,7 +224,7 @@ def test_nothing_is_staged_while_the_drp_server_serves(site: Site, prefect_serve
 def test_staging_waits_while_another_operation_holds_the_site(site: Site, prefect_server) -> None:
     """An activation under way holds the site lock: staging takes nothing, changes nothing,
     says who holds the site, and the activation's lock stays."""
-    from runbooks.site_lock import SiteLock, read_lock
+    from runbooks.site_lock import SiteLock
 
     op = f"activate-busy-{datetime.now(UTC):%H%M%S}"
     lock = SiteLock(site, op, "activate", run="a test holding the site")
@@ -235,3 +240,60 @@ def test_staging_waits_while_another_operation_holds_the_site(site: Site, prefec
     assert "Staging skipped, the site is busy" in said and op in said, said
     assert held is not None and held.operation_id == op
     assert _stages(site) == [] and _stage_counts(site, "app_users") == {}
+
+
+def _served(site: Site) -> tuple[Any, ...]:
+    """What the DRP server serves and what DNS says: the web root and both databases."""
+    state = []
+    for db in site.environments[0].databases:
+        engine = engine_for(db.engine)
+        endpoint = connect.db_endpoint(site, db, "drp")
+        password = connect.database_password(site, db)
+        exists = engine.exists(endpoint, password)
+        state.append((db.name, exists, engine.table_counts(endpoint, password) if exists else {}))
+    return files(site, "drp", WWW), tuple(state), knot_answers()
+
+
+def test_an_activation_that_meets_a_staging_run_changes_nothing_and_says_to_wait(
+    site: Site, prefect_server, tmp_path
+) -> None:
+    """A staging run holds the site (frozen here while it stages, as a long staging over a slow
+    link would be): `drp activate` stops on one line saying it is a staging run, to wait for or
+    to cancel, and changes nothing the DRP server serves; the staging then ends as usual and
+    frees the site."""
+    api = prefect_server.api_url
+    staging = start_cli(api, tmp_path / "stage.log", "stage", "-c", CONFIG)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with connect.HostPool(site) as pool:
+                held = read_lock(pool["drp"])
+            if held is not None and held.kind == "stage":
+                break
+            assert staging.poll() is None, (tmp_path / "stage.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the staging run never took the site"
+            time.sleep(0.05)
+        os.killpg(staging.pid, signal.SIGSTOP)
+        before = _served(site)
+        op = f"activate-meets-stage-{datetime.now(UTC):%H%M%S}"
+        done = drp_cli(api, "activate", "-c", CONFIG, "--operation-id", op, "--order-by",
+                       "Jane Doe", "--reference", "T-STAGE", "--acknowledge-data-loss")  # fmt: skip
+        after = _served(site)
+    finally:
+        os.killpg(staging.pid, signal.SIGCONT)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert len(errors) == 1, done.stderr[-3000:]
+    said = errors[0]
+    assert f"is locked by operation {held.operation_id}" in said, said
+    assert "It is a staging run" in said and "nothing the DRP server serves" in said, said
+    assert "wait for it to end, or cancel its run in the Prefect UI" in said, said
+    assert "Traceback" not in done.stderr
+    assert after == before
+    report = _report(op)
+    assert report["outcome"] == "failed" and report.get("order") is None
+
+    assert staging.wait(300) == 0, (tmp_path / "stage.log").read_text()[-3000:]
+    with connect.HostPool(site) as pool:
+        assert read_lock(pool["drp"]) is None
+    assert _stages(site), "the staging run, resumed, staged the trees"
