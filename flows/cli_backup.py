@@ -77,6 +77,9 @@ RUN_HELP = "\n\n".join(
         "Each set gets a manifest, written last; an interrupted backup leaves a set without "
         "one, listed as incomplete and never restored. Older sets beyond the inventory's "
         "retention are removed afterwards, and listed.",
+        "With the warm DRP server on (the inventory's staging), a backup run as a flow (--flow, "
+        "as the backup deployments run it) starts a staging run when it ends; a backup run "
+        "without --flow is staged by the next hourly staging run, or by `drp stage`.",
         "Examples:\n\n  drp backup run --config config/lab.yaml\n"
         "  DRP_CONFIG=config/site.yaml drp backup run --env app --only user-databases",
     ]
@@ -136,6 +139,14 @@ def run(
             console.print(f"[red]backup failed: {escape(line)}[/red]")
         console.print("A set whose backup failed has no manifest: it is listed as incomplete.")
         raise typer.Exit(EXIT_FAILED)
+    if site.staging.enabled:
+        where = f" -c {config}" if config else ""
+        console.print(
+            "Staging: this backup is staged on the DRP server by the next hourly run of "
+            f"drp-stage/stage, or now with `drp stage{where}`. (A backup run as a flow, as "
+            "the backup deployments and --flow run it, starts a staging run when it ends.)",
+            style="dim",
+        )
 
 
 def _run_with_progress(site: Site, jobs: list[Any], console: Console) -> list[JobOutcome]:

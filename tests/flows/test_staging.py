@@ -135,6 +135,8 @@ def test_staging_is_a_restore_test_and_the_drill_swaps_the_stage_in(
     for part in ("files", "user-databases"):
         code, out = _run(api, "backup", "run", "-c", CONFIG, "--only", part)
         assert code == 0, out[-3000:]
+        # Not a flow run: no staging run follows it, and the operator is told what will.
+        assert f"or now with `drp stage -c {CONFIG}`" in " ".join(out.split()), out[-3000:]
     chosen = choose_sets(site).environments["app"]
     users = next(d for d in chosen.dumps if d.dump.database == "app_users")
     shop = next(d for d in chosen.dumps if d.dump.database == "app_shop")
