@@ -17,7 +17,6 @@ A drill runs the same steps without the DNS switch (and with a "drill finished" 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -42,10 +41,9 @@ from runbooks.common_steps import (
     switch_zones,
 )
 from runbooks.context import OperationContext
-from runbooks.errors import StepFailed
+from runbooks.errors import ProviderError, StepFailed
 from runbooks.inventory import Database, DatabaseRole, Environment, Site, Tree
 from runbooks.manifest import parse_tree_stats, tree_stats_argv
-from runbooks.records import write_argv
 from runbooks.render import human_bytes, human_duration
 from runbooks.secrets import Secret
 from runbooks.steps import (
@@ -58,7 +56,7 @@ from runbooks.steps import (
     Step,
     Write,
 )
-from runbooks.warm import Rates, StagedTree, WarmState, done_file
+from runbooks.warm import Rates, StagedTree, WarmState, done_file, mark_staged
 
 # The side an activation restores to. The steps take it as a role: only this module, which
 # builds the activation's runbook, names it.
@@ -583,20 +581,17 @@ class SwapInStagedTree(Step):
 
     def _relabel(self) -> None:
         """The stage's done file names the set it now holds (after the final delta)."""
-        data = {
-            "set": self.cold.source.label,
-            "staged_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "files": self.cold.source.files or 0,
-            "bytes": self.cold.source.bytes or 0,
-        }
-        result = self.op.pool[TARGET].run(
-            write_argv(done_file(self.staged.directory)),
-            stdin=json.dumps(data),
-            check=False,
-            timeout=60,
-        )
-        if not result.ok:
-            self.log.warning("the stage's done file was not rewritten: %s", result.stderr[:200])
+        source = self.cold.source
+        try:
+            mark_staged(
+                self.op.pool[TARGET],
+                self.staged.directory,
+                source.label,
+                source.files or 0,
+                source.bytes or 0,
+            )
+        except ProviderError as err:
+            self.log.warning("the stage's done file was not rewritten: %s", err)
 
     def verify(self) -> Check:
         """The tree's listing (paths, sizes, times: what the copy's own check compares) against

@@ -17,8 +17,6 @@ step is idempotent: a run finds what an earlier one staged (a done file, a marke
 
 from __future__ import annotations
 
-import json
-
 from providers.commands import CommandRunner
 from providers.database import engine_for, stage_endpoint
 from providers.dbcommon import DbEndpoint
@@ -35,9 +33,8 @@ from runbooks.activation import (
 from runbooks.backups import ChosenDump, ChosenTree
 from runbooks.common_steps import CopyTree, HostReachable, authoritative_servers
 from runbooks.drift import CheckDrift
-from runbooks.errors import StepFailed
+from runbooks.errors import ProviderError, StepFailed
 from runbooks.inventory import Database, Environment, Site, Tree
-from runbooks.records import write_argv
 from runbooks.render import human_bytes
 from runbooks.report import Report
 from runbooks.steps import (
@@ -55,6 +52,7 @@ from runbooks.warm import (
     Rates,
     StagedTree,
     done_file,
+    mark_staged,
     now_text,
     stage_base,
     stage_dir,
@@ -185,17 +183,16 @@ class StageTree(Step):
 
     def _mark_done(self) -> None:
         record = self.chosen.tree
-        data = {
-            "set": self.chosen.set.label,
-            "staged_at": now_text(),
-            "files": record.files,
-            "bytes": record.bytes,
-        }
-        result = self.op.pool[TARGET].run(
-            write_argv(self.done_file), stdin=json.dumps(data), check=False, timeout=60
-        )
-        if not result.ok:
-            raise StepFailed(f"cannot write {self.done_file}: {result.stderr.strip()[:200]}")
+        try:
+            mark_staged(
+                self.op.pool[TARGET],
+                self.directory,
+                self.chosen.set.label,
+                record.files,
+                record.bytes,
+            )
+        except ProviderError as err:
+            raise StepFailed(str(err)) from None
 
     def _remove_older(self) -> str:
         """The other stages of this tree (older sets) are removed: a stage is drp's copy of a

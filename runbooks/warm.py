@@ -57,6 +57,15 @@ def done_file(directory: str) -> str:
     return f"{directory}.json"
 
 
+def mark_staged(
+    runner: CommandRunner, directory: str, set_label: str, files: int, size: int
+) -> None:
+    """Write the done file of the staged tree `directory`: it holds `set_label` as checked now.
+    Raises ProviderError when it cannot be written."""
+    data = {"set": set_label, "staged_at": now_text(), "files": files, "bytes": size}
+    write_json(runner, done_file(directory), data)
+
+
 @dataclass(frozen=True)
 class StagedTree:
     environment: str
