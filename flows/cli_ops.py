@@ -493,11 +493,9 @@ def _check_order_options(order_by: str | None, reference: str | None) -> None:
         return
     if not reference:
         raise _fail(ValueError("--order-by needs --reference (the order's reference)"), 2)
-    problems = signature_problems(order_by, reference)
+    options = {"ordered_by": "--order-by", "reference": "--reference"}
+    problems = signature_problems(order_by, reference, options)
     if problems:
-        flag = {"Ordered by": "--order-by", "Order reference": "--reference"}
-        for field, option in flag.items():
-            problems = [p.replace(f"field '{field}'", option) for p in problems]
         raise _fail(ValueError("; ".join(problems)), 2)
 
 

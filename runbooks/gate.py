@@ -59,20 +59,26 @@ class Answer(Protocol):
     plan_hash: str
 
 
-def signature_problems(ordered_by: str, reference: str) -> list[str]:
-    """What is wrong with who orders and the order's reference; empty when both will do. Also
-    checked on the command line's --order-by/--reference before an operation starts."""
+FORM_FIELDS = {"ordered_by": "field 'Ordered by'", "reference": "field 'Order reference'"}
+
+
+def signature_problems(
+    ordered_by: str, reference: str, fields: dict[str, str] = FORM_FIELDS
+) -> list[str]:
+    """What is wrong with who orders and the order's reference; empty when both will do.
+    `fields` names where each was given (the form's fields, or the command line's options:
+    --order-by and --reference are checked before an operation starts)."""
     problems = []
     name = ordered_by.strip()
     if not name:
-        problems.append("the name of the person who orders is missing (field 'Ordered by')")
+        problems.append(f"the name of the person who orders is missing ({fields['ordered_by']})")
     elif len(name) < 2:
         problems.append(
-            f"the name of the person who orders, {name!r}, is too short (field 'Ordered by'): "
-            "give their full name"
+            f"the name of the person who orders, {name!r}, is too short "
+            f"({fields['ordered_by']}): give their full name"
         )
     if not reference.strip():
-        problems.append("the order reference is missing (field 'Order reference')")
+        problems.append(f"the order reference is missing ({fields['reference']})")
     return problems
 
 
