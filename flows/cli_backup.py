@@ -142,9 +142,10 @@ def run(
     if site.staging.enabled:
         where = f" -c {config}" if config else ""
         console.print(
-            "Staging: this backup is staged on the DRP server by the next hourly run of "
-            f"drp-stage/stage, or now with `drp stage{where}`. (A backup run as a flow, as "
-            "the backup deployments and --flow run it, starts a staging run when it ends.)",
+            "Staging: this backup is staged on the DRP server by the next hourly run of the "
+            f"drp-stage/stage deployment where it is deployed, or now with `drp stage{where}`. "
+            "(A backup run as a flow, as the backup deployments and --flow run it, starts a "
+            "staging run when it ends.)",
             style="dim",
         )
 
