@@ -476,6 +476,25 @@ def run_state(run_id: Any) -> Any:
         return client.read_flow_run(run_id).state
 
 
+def run_logs(run_id: Any) -> list[str]:
+    """Every log line of a flow run, oldest first, as the UI lists them. The API answers 200 at
+    most at a time: a run with progress lines has more, so they are read page by page."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    messages: list[str] = []
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_logs(
+                LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
+                limit=200,
+                offset=len(messages),
+            )
+            messages += [log.message for log in page]
+            if len(page) < 200:
+                return messages
+
+
 def wait_for(run_id: Any, done: Callable[[Any], bool], what: str, timeout: float = 240) -> Any:
     """Until `done(state)`, read from the API; fails at once if the run ends otherwise."""
     deadline = time.monotonic() + timeout

@@ -24,6 +24,7 @@ from flow_helpers import (
     drp_state,
     ensure_backups,
     knot_answers,
+    run_logs,
     run_state,
     serving,
     suspended,
@@ -107,15 +108,6 @@ def _answer(plan_hash: str, *, acknowledged: bool = True) -> dict[str, Any]:
     }
 
 
-def _run_logs(run_id: Any) -> list[str]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-    return [log.message for log in logs]
-
-
 _DURATION = (
     (re.compile(r"^(\d+(?:\.\d)?) s$"), lambda m: float(m[1]), 1),
     (re.compile(r"^(\d+) min (\d+) s$"), lambda m: int(m[1]) * 60 + int(m[2]), 1),
@@ -159,7 +151,7 @@ def test_no_parameter_run_answered_with_drp_approve_completes_as_one_operation(
     assert report["plan_hash"] == at_gate["plan_hash"] == report["order"]["plan_hash"]
     assert report["outcome"] == "succeeded", report["message"]
     assert report["order"]["reference"] == "1STKYC-77"
-    assert any(f"Operation {report['operation_id']} " in m for m in _run_logs(run.id))
+    assert any(f"Operation {report['operation_id']} " in m for m in run_logs(run.id))
     assert knot_answers() == dns_before
 
 

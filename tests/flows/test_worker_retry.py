@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_helpers import LAB_CONFIG, ensure_backups, run_state, tickets
+from flow_helpers import LAB_CONFIG, ensure_backups, run_logs, run_state, tickets
 
 from lab import topology
 from runbooks import connect, site_lock
@@ -196,15 +196,6 @@ def _retry(run_id: Any) -> None:
     assert result.status.value == "ACCEPT", result
 
 
-def _logs(run_id: Any) -> list[str]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-    return [log.message for log in logs]
-
-
 def _operation_id(run_id: Any) -> str:
     from prefect.client.orchestration import get_client
 
@@ -238,10 +229,14 @@ def _empty_the_drp_tree(site: Site) -> None:
 
 def _crashed_during_the_copy(site: Site, workers: Workers, run_id: Any) -> str:
     """Once the order is given and the copy runs, the run's worker is killed; its flow run
-    process, orphaned, dies at its next output and the run ends Crashed. Returns the worker."""
+    process, orphaned, dies at its next output and the run ends Crashed. Returns the worker.
+
+    The kill waits until the run's log after the gate has reached the server: a process that
+    is killed loses the log lines it had not yet sent (Prefect sends them every 2 s)."""
     _answer(run_id)
     deadline = time.monotonic() + 120
-    while not _copying(site):
+    resumed = "resuming operation "
+    while not (_copying(site) and any(m.startswith(resumed) for m in run_logs(run_id))):
         assert time.monotonic() < deadline, "the copy never started"
         assert not run_state(run_id).is_final(), run_state(run_id)
         time.sleep(0.1)
@@ -305,7 +300,7 @@ def test_a_run_whose_worker_died_in_a_copy_is_retried_on_the_other_worker(
     shutil.rmtree(workers.reports(survivor), ignore_errors=True)
     held = _lock(site)
     assert held is not None and held.operation_id == operation_id  # a crash keeps the site
-    asked = sum(m.startswith("Waiting for the order") for m in _logs(run.id))
+    asked = sum(m.startswith("Waiting for the order") for m in run_logs(run.id))
 
     # Retry with the chosen sets gone (removed from the backup server): they are named, with
     # how to start a new operation, and nothing else is restored in their place.
@@ -337,7 +332,7 @@ def test_a_run_whose_worker_died_in_a_copy_is_retried_on_the_other_worker(
     _retry(run.id)
     done = _wait(run.id, lambda s: s.is_final(), "finished after the second retry")
     assert done.is_completed(), done.message
-    logs = _logs(run.id)
+    logs = run_logs(run.id)
     resumed = [m for m in logs if m.startswith(f"resuming operation {operation_id} from its "
                                                "record on the DRP host")]  # fmt: skip
     assert len(resumed) >= 3, logs  # after the gate, and at each retry
