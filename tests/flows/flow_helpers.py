@@ -449,15 +449,19 @@ def resume(run_id: UUID, answer: dict[str, Any]) -> None:
 
 # -- a deployment served as a worker runs it -----------------------------------------------------
 @contextlib.contextmanager
-def serving(code: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A runner process (`code` calls a flow's `.serve(...)`), its output in `log`; stopped at
-    the end (TERM, then KILL after 20 s)."""
+def serving(
+    code: str, env: dict[str, str], log: Path, deployment: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A runner process (`code` calls a flow's `.serve(...)`), its output in `log`, once the
+    server knows its `deployment` ("flow/name": a run started before would find none); stopped
+    at the end (TERM, then KILL after 20 s)."""
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
     try:
+        deployment_id(deployment, process, log)
         yield process
     finally:
         process.terminate()
@@ -466,6 +470,24 @@ def serving(code: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Po
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def deployment_id(name: str, process: subprocess.Popen[bytes], log: Path) -> str:
+    """The id of deployment `name` ("flow/name") on this process's Prefect server, waiting up
+    to 120 s for the runner `process` to register it; fails with the end of its `log` if it
+    dies first."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + 120
+    with get_client(sync_client=True) as client:
+        while True:
+            try:
+                return str(client.read_deployment_by_name(name).id)
+            except ObjectNotFound:
+                assert process.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, f"{name} never appeared: {log}"
+                time.sleep(0.5)
 
 
 def run_state(run_id: Any) -> Any:
@@ -477,8 +499,9 @@ def run_state(run_id: Any) -> Any:
 
 
 def run_logs(run_id: Any) -> list[str]:
-    """Every log line of a flow run, oldest first, as the UI lists them. The API answers 200 at
-    most at a time: a run with progress lines has more, so they are read page by page."""
+    """Every log line of a flow run, oldest first, as the UI lists them. The API answers a page
+    at a time (200 lines at most): a run with progress lines has more, so they are read page by
+    page until one comes back empty."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
@@ -490,9 +513,9 @@ def run_logs(run_id: Any) -> list[str]:
                 limit=200,
                 offset=len(messages),
             )
-            messages += [log.message for log in page]
-            if len(page) < 200:
+            if not page:
                 return messages
+            messages += [log.message for log in page]
 
 
 def wait_for(run_id: Any, done: Callable[[Any], bool], what: str, timeout: float = 240) -> Any:

@@ -66,7 +66,7 @@ def runner(site: Site, prefect_server, reports: Path, tmp_path_factory) -> Itera
         "DRP_CONFIG": str(LAB_CONFIG),
         "DRP_REPORTS_DIR": str(reports),
     }
-    with serving(SERVE, env, tmp_path_factory.mktemp("runner") / "runner.log"):
+    with serving(SERVE, env, tmp_path_factory.mktemp("runner") / "runner.log", DEPLOYMENT):
         yield
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import flow_helpers
 import pytest
 from flow_helpers import (
     LAB_CONFIG,
@@ -110,7 +111,7 @@ def runner(
     }
     log = tmp_path_factory.mktemp("runner") / "runner.log"
     try:
-        with serving(SERVE, env, log) as process:
+        with serving(SERVE, env, log, f"drp-drill/{NAME}") as process:
             yield process, log
     finally:
         _forget_deployment(f"drp-drill/{NAME}")
@@ -118,7 +119,7 @@ def runner(
 
 @pytest.fixture(scope="module")
 def deployment_id(runner: tuple[subprocess.Popen[bytes], Path]) -> str:
-    return _registered(f"drp-drill/{NAME}", *runner)
+    return flow_helpers.deployment_id(f"drp-drill/{NAME}", *runner)
 
 
 @pytest.fixture(scope="module")
@@ -221,20 +222,6 @@ def _order_code(site: Site, operation_id: str) -> str:
             return found[1]
         assert time.monotonic() < deadline, f"no order code mailed to {contact} for {operation_id}"
         time.sleep(0.3)
-
-
-def _registered(name: str, process: subprocess.Popen[bytes], log: Path) -> str:
-    from prefect.client.orchestration import get_client
-
-    deadline = time.monotonic() + 120
-    with get_client(sync_client=True) as client:
-        while True:
-            try:
-                return str(client.read_deployment_by_name(name).id)
-            except Exception:  # not registered yet
-                assert process.poll() is None, log.read_text()[-3000:]
-                assert time.monotonic() < deadline, f"{name} never appeared: {log}"
-                time.sleep(0.5)
 
 
 def _field(dialog: Any, label: str) -> Any:

@@ -51,7 +51,7 @@ def runner(lab, prefect_server, reports: Path, tmp_path_factory) -> Iterator[Pat
         "DRP_REPORTS_DIR": str(reports / "activation"),
     }
     log = tmp_path_factory.mktemp("runner") / "runner.log"
-    with serving(SERVE, env, log):
+    with serving(SERVE, env, log, DEPLOYMENT):
         yield log
 
 

@@ -332,9 +332,14 @@ def test_a_run_whose_worker_died_in_a_copy_is_retried_on_the_other_worker(
     _retry(run.id)
     done = _wait(run.id, lambda s: s.is_final(), "finished after the second retry")
     assert done.is_completed(), done.message
+    # A run's last lines reach the server as its process exits, after its final state.
+    resuming = f"resuming operation {operation_id} from its record on the DRP host"
+    deadline = time.monotonic() + 30
+    while not any(m.startswith(resuming) and "last run failed" in m for m in run_logs(run.id)):
+        assert time.monotonic() < deadline, run_logs(run.id)
+        time.sleep(0.5)
     logs = run_logs(run.id)
-    resumed = [m for m in logs if m.startswith(f"resuming operation {operation_id} from its "
-                                               "record on the DRP host")]  # fmt: skip
+    resumed = [m for m in logs if m.startswith(resuming)]
     assert len(resumed) >= 3, logs  # after the gate, and at each retry
     sets = ", ".join(sorted({f"{b['server']}:{b['set_id']}" for b in first.backups}))
     assert "order of Jane Doe (reference 1STKYC-90" in resumed[-1]
