@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.prompt import Confirm, Prompt
 
-from flows import progress
+from flows import progress, stop_guard
 from flows.connections import close_early, connect_early
 from flows.startup import imports_without_gc
 from runbooks.errors import DrpError
@@ -30,6 +30,8 @@ from runbooks.services import reports_dir
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
+# After Ctrl-C or SIGTERM, how long Prefect may take to record the run's end before drp leaves.
+STOP_SECONDS = 20.0
 
 ConfigOpt = Annotated[
     Path,
@@ -389,7 +391,11 @@ def _run_flow(
     _gate().add_gate_listener(answerer)
     seen = _RunSeen()
     try:
-        with TerminalProgress(), _drp_errors_without_traceback(seen):
+        with (
+            TerminalProgress(),
+            _drp_errors_without_traceback(seen),
+            stop_guard.enabled(STOP_SECONDS, _stop_hint(parameters.get("config"))),
+        ):
             result = flow_fn(**parameters)
     except DrpError as err:
         _show_run_link(seen)
@@ -398,6 +404,14 @@ def _run_flow(
         answerer.stop.set()
         _gate().remove_gate_listener(answerer)
     return result, seen
+
+
+def _stop_hint(config: str | None) -> str:
+    where = f" -c {config}" if config else ""
+    return (
+        f"`drp status{where}` says what holds the site: resume the operation with "
+        "--operation-id, or release it as that line says."
+    )
 
 
 def _use_server(site: Site) -> None:

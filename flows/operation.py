@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import get_run_logger
 
+from flows import stop_guard
 from flows.connections import operation_connections
 from flows.gate import await_order
 from flows.lock_runs import ended_flow_run
@@ -113,7 +114,7 @@ def run_operation(
     given = operation_id
     # Derived from the flow run when not given: the same at every restart (see operation_ids).
     operation_id = operation_id_for_run(kind, given)
-    with operation_connections(site, kind) as pool:
+    with stop_guard.stopping(), operation_connections(site, kind) as pool:
         records, report = open_record(site, operation_id, kind, pool)
         with records:
             log.info(
@@ -344,7 +345,7 @@ def run_return(
     site = site_from(config)
     given = operation_id
     operation_id = operation_id_for_run("return", given)
-    with operation_connections(site, "return") as pool:
+    with stop_guard.stopping(), operation_connections(site, "return") as pool:
         records, report = open_record(site, operation_id, "return", pool)
         with records:
             log.info("Operation %s (return of %s, %s); record: %s, copy: %s", operation_id,

@@ -130,6 +130,7 @@ def _free_port(address: str) -> int:
 class PrefectServer:
     api_url: str  # what PREFECT_API_URL is set to, here and in subprocesses the tests start
     log: Path
+    pid: int  # its process: a test may stop it (SIGSTOP) to play a server that hangs
 
     @property
     def ui_url(self) -> str:
@@ -187,7 +188,7 @@ def prefect_server(
     os.environ["PREFECT_API_URL"] = base
     try:
         with temporary_settings(updates={PREFECT_API_URL: base}):
-            yield PrefectServer(base, log)
+            yield PrefectServer(base, log, process.pid)
     finally:
         if saved is None:
             os.environ.pop("PREFECT_API_URL", None)
