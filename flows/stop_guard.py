@@ -17,18 +17,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-_guard: dict[str, str | float] = {}
+_guard: tuple[float, str] | None = None  # (seconds, hint) while the command line runs a flow
 
 
 @contextmanager
 def enabled(seconds: float, hint: str) -> Iterator[None]:
     """While the command line runs a flow here: a stop ends the process within `seconds`.
     `hint` says where the operator finds the operation's state (the site lock, the record)."""
-    _guard.update(seconds=seconds, hint=hint)
+    global _guard
+    _guard = (seconds, hint)
     try:
         yield
     finally:
-        _guard.clear()
+        _guard = None
 
 
 @contextmanager
@@ -49,9 +50,9 @@ def _is_stop(exc: BaseException) -> bool:
 
 
 def _arm(code: int) -> None:
-    if not _guard:
+    if _guard is None:
         return
-    seconds, hint = float(_guard["seconds"]), str(_guard["hint"])
+    seconds, hint = _guard
 
     def leave() -> None:
         time.sleep(seconds)
